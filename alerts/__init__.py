@@ -1,0 +1,1 @@
+"""Alert rules, deduplication, silences, escalation and notifiers (issue: alerts)."""

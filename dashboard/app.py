@@ -1,0 +1,143 @@
+"""The web app: health, metrics, HTTP ingest, status API and the status page."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from opscenter import metrics
+from opscenter.tokens import TokenStore
+from dashboard.ingest import error, post_telemetry
+
+STATIC = Path(__file__).parent / "static"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+
+def bearer(role: str) -> Callable:
+    """Decorator: the route needs a bearer token of ``role``; sets ``request.state.principal``."""
+
+    def wrap(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def guarded(request: Request) -> Response:
+            auth = request.headers.get("authorization", "")
+            if not auth.lower().startswith("bearer "):
+                return error(401, "unauthenticated", "缺少访问令牌", "missing bearer token")
+            principal = await request.app.state.tokens.lookup(auth[7:].strip())
+            if principal is None:
+                return error(401, "unauthenticated", "访问令牌无效或已吊销", "invalid or revoked token")
+            if principal.role != role:
+                return error(403, "forbidden", "无权访问", f"a {principal.role!r} token cannot do this")
+            request.state.principal = principal
+            return await handler(request)
+
+        return guarded
+
+    return wrap
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _check(coro: Awaitable[Any], timeout_s: float = 3.0) -> dict[str, Any]:
+    try:
+        ok = await asyncio.wait_for(coro, timeout_s)
+        return {"ok": bool(ok)}
+    except Exception as exc:  # noqa: BLE001 - readiness reports every failure
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
+async def readyz(request: Request) -> Response:
+    s = request.app.state.services
+
+    async def broker() -> bool:
+        await s.producer.client.fetch_all_metadata()
+        return True
+
+    checks = dict(
+        zip(
+            ("broker", "redis", "clickhouse"),
+            await asyncio.gather(_check(broker()), _check(s.redis.ping()), _check(s.store.ping())),
+        )
+    )
+    ready = all(c["ok"] for c in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def status(request: Request) -> Response:
+    """Pipeline figures for the status page: rows stored, registry size, dead letters by reason."""
+    s = request.app.state.services
+    samples, minutes, dead = await asyncio.gather(
+        s.store.query("SELECT count(), max(ts) FROM samples"),
+        s.store.query("SELECT count(), max(minute) FROM rollup_1m"),
+        s.store.query("SELECT reason, count() FROM deadletters FINAL GROUP BY reason ORDER BY reason"),
+    )
+    return JSONResponse(
+        {
+            "resources": len(s.registry),
+            "samples": samples[0][0],
+            "newest_sample_ms": int(samples[0][1].replace(tzinfo=timezone.utc).timestamp() * 1000)
+            if samples[0][0]
+            else None,
+            "rollup_minutes": minutes[0][0],
+            "deadletters": {r: n for r, n in dead},
+        }
+    )
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html")
+
+
+def build_app(services: Any) -> Starlette:
+    """The Starlette app over one process's :class:`~opscenter.services.Services`."""
+    routes = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+        Route("/api/v1/status", status),
+        Route("/api/v1/telemetry", bearer("provider")(post_telemetry), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    app.state.services = services
+    app.state.tokens = TokenStore(services.store)
+    return app
+
+
+def build_worker_app(services: Any) -> Starlette:
+    """Health and metrics of a stand-alone worker (``opscenter worker``)."""
+    app = Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_endpoint)]
+    )
+    app.state.services = services
+    return app

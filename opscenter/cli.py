@@ -1,0 +1,75 @@
+"""The ``opscenter`` command: one CLI for every process of the product."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from opscenter.settings import load_settings
+
+LEVELS = {"crit": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARNING,
+          "info": logging.INFO, "debug": logging.DEBUG}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="opscenter",
+        description="威海市市级政务云 运行监控指挥中心 / Weihai government cloud operations control center",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start everything on one machine (embedded broker, Valkey, chDB)")
+    up.add_argument("--simulate", action="store_true", help="also run the demo city's simulator")
+    up.add_argument("--rate", type=float, default=None, help="simulator: samples per second in total")
+    up.add_argument("--resources", type=int, default=None, help="simulator: resources to drive")
+    up.add_argument("--backfill-days", type=float, default=0.0, help="simulator: history to backfill first")
+
+    sub.add_parser("worker", help="run the stream processor (Faust worker) against the configured services")
+    sub.add_parser("web", help="run the web app (dashboard, API, ingest) against the configured services")
+    sub.add_parser("migrate", help="apply ClickHouse migrations and create the topics, then exit")
+
+    sim = sub.add_parser("simulate", help="produce the demo city's telemetry to the configured broker")
+    sim.add_argument("--rate", type=float, default=None, help="samples per second in total")
+    sim.add_argument("--resources", type=int, default=None, help="resources to drive")
+    sim.add_argument("--backfill-days", type=float, default=0.0, help="backfill this many days, then go live")
+    sim.add_argument("--backfill-only", action="store_true", help="exit after the backfill")
+    sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    sim.add_argument("--publish-inventory", action="store_true", help="publish the demo inventory first")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    logging.basicConfig(
+        level=LEVELS.get(settings.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("aiokafka", "faust", "mode", "kafka", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, LEVELS.get(settings.log_level, 20)))
+    from opscenter import runner
+    from opscenter.embedded import PortBusyError
+
+    try:
+        if args.command == "up":
+            return asyncio.run(runner.up(settings, args))
+        if args.command == "worker":
+            return asyncio.run(runner.worker(settings))
+        if args.command == "web":
+            return asyncio.run(runner.web(settings))
+        if args.command == "migrate":
+            return asyncio.run(runner.migrate(settings))
+        if args.command == "simulate":
+            return asyncio.run(runner.simulate(settings, args))
+    except PortBusyError as exc:
+        print(f"opscenter: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Connections and pipeline stages of one process, built once from the settings and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from redis.asyncio import Redis
+
+from opscenter import store as store_mod
+from opscenter.inventory import Registry, Resource
+from opscenter.settings import Settings
+from opscenter.wire import ALL_TOPICS, COMPACTED_TOPICS
+from streams.ingest import IngestPipeline
+from streams.registry import INVENTORY_CHANNEL, RegistryStage, load_registry
+from streams.validation import Limits
+from streams.windows import MinuteWindows
+
+log = logging.getLogger(__name__)
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create every topic of the product that does not exist yet; return those created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap(), request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = []
+        for name in ALL_TOPICS:
+            if name in existing:
+                continue
+            configs = {"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {}
+            wanted.append(NewTopic(name, settings.topic_partitions, settings.topic_replicas, topic_configs=configs))
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: store_mod.AsyncStore
+    redis: Redis
+    producer: AIOKafkaProducer
+    registry: Registry
+    ingest: IngestPipeline
+    registry_stage: RegistryStage
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Produce one message and wait for the broker's acknowledgement."""
+        await self.producer.send_and_wait(topic, value=value, key=key)
+
+    async def follow_inventory(self) -> None:
+        """Apply registry changes made by other workers (published on Redis) to the local copy."""
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(INVENTORY_CHANNEL)
+        try:
+            async for msg in pubsub.listen():
+                if msg.get("type") != "message":
+                    continue
+                doc = orjson.loads(msg["data"])
+                for k in ("updated", "delivered", "deregistered"):
+                    if doc.get(k):
+                        from datetime import datetime
+
+                        doc[k] = datetime.fromisoformat(doc[k])
+                self.registry.put(Resource(**doc))
+        finally:
+            await pubsub.aclose()
+
+    async def aclose(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.producer.stop()
+        await self.redis.aclose()
+        self.store.close()
+
+
+async def open_services(settings: Settings) -> Services:
+    """Connect to ClickHouse (migrated), Redis and Kafka; load the registry."""
+    client = await asyncio.to_thread(store_mod.connect, settings)
+    await asyncio.to_thread(store_mod.migrate, client, settings)
+    store = store_mod.AsyncStore(client)
+    redis = Redis.from_url(settings.redis())
+    await redis.ping()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap(), acks="all", linger_ms=5, request_timeout_ms=30000
+    )
+    await producer.start()
+    registry, seen = await load_registry(store)
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+        await producer.send_and_wait(topic, value=value, key=key)
+
+    limits = Limits(settings.max_future_s, settings.raw_retention_days, settings.ingest_max_samples)
+    ingest = IngestPipeline(
+        store, redis, registry, send, limits, MinuteWindows(settings.allowed_lateness_s * 1000)
+    )
+    services = Services(
+        settings, store, redis, producer, registry, ingest, RegistryStage(store, redis, registry, seen, send)
+    )
+    services._tasks.append(asyncio.create_task(services.follow_inventory(), name="follow-inventory"))
+    return services

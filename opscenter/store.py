@@ -1,0 +1,107 @@
+"""ClickHouse access (server over HTTP, or chDB in-process) and the migration runner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+import sql
+from opscenter.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, str], Client] = {}
+
+
+def connect(settings: Settings, *, create: bool = True) -> Client:
+    """A client on the settings' database (created if missing); one per DSN per process."""
+    dsn, db = settings.clickhouse(), settings.clickhouse_database
+    with _lock:
+        if (dsn, db) in _clients:
+            return _clients[(dsn, db)]
+        if settings.embedded_clickhouse:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if create:
+            admin = clickhouse_connect.get_client(dsn=dsn)
+            admin.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")  # db name is configuration
+        client = clickhouse_connect.get_client(dsn=dsn, database=db)
+        _clients[(dsn, db)] = client
+        return client
+
+
+def migrate(client: Client, settings: Settings) -> list[int]:
+    """Apply every migration not yet recorded, in order; return the versions applied."""
+    client.command(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
+        "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {row[0] for row in client.query("SELECT version FROM schema_migrations FINAL").result_rows}
+    applied = []
+    for version, name, text in sql.migrations():
+        if version in done:
+            continue
+        for stmt in sql.statements(text):
+            client.command(stmt)
+        client.insert("schema_migrations", [[version, name]], column_names=["version", "name"])
+        applied.append(version)
+        log.info("migration %04d_%s applied", version, name)
+    # configurable retention of raw samples (idempotent)
+    client.command(
+        "ALTER TABLE samples MODIFY TTL toDateTime(ts) + INTERVAL {d:UInt32} DAY",
+        parameters={"d": settings.raw_retention_days},
+    )
+    return applied
+
+
+class AsyncStore:
+    """Runs blocking ClickHouse calls off the event loop, on a small thread pool."""
+
+    def __init__(self, client: Client, threads: int = 2) -> None:
+        self.client = client
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="clickhouse")
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    async def query(self, text: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        res = await self._run(self.client.query, text, parameters=parameters)
+        return res.result_rows
+
+    async def query_dicts(self, text: str, parameters: dict[str, Any] | None = None) -> list[dict]:
+        res = await self._run(self.client.query, text, parameters=parameters)
+        return [dict(zip(res.column_names, row)) for row in res.result_rows]
+
+    async def insert_columns(
+        self,
+        table: str,
+        columns: Sequence[Sequence[Any]],
+        names: Sequence[str],
+        token: str | None = None,
+    ) -> None:
+        settings = {"insert_deduplication_token": token} if token else None
+        await self._run(
+            self.client.insert,
+            table,
+            list(columns),
+            column_names=list(names),
+            column_oriented=True,
+            settings=settings,
+        )
+
+    async def ping(self) -> bool:
+        try:
+            await self._run(self.client.command, "SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - readiness reports any failure
+            return False
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,206 @@
+"""The telemetry ingest stage: validate, window, dead-letter, store effectively once, go live.
+
+Effectively once into ClickHouse: every stored sample carries the Kafka position it came
+from. When a partition is (re)assigned, the highest stored offset per partition is read back
+(``sink_offsets``), and messages at or below it are skipped: a worker killed after an insert
+but before its offset commit replays those messages without doubling a row. Inside one
+process, a failed insert is retried with the same deduplication token, so a retry of an
+insert that did land adds nothing either. Offsets are committed by Faust only after
+:meth:`IngestPipeline.process` returns, i.e. after the insert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Awaitable, Callable, Sequence
+
+from redis.asyncio import Redis
+
+from opscenter import metrics
+from opscenter.inventory import Registry
+from opscenter.store import AsyncStore
+from opscenter.wire import TOPIC_TELEMETRY, DeadLetter, DeadLetterSource, json_encoder
+from streams.live import LiveState
+from streams.validation import Limits, Reject, validate_batch
+from streams.windows import MinuteWindows
+
+log = logging.getLogger(__name__)
+
+SAMPLE_COLUMNS = (
+    "ts", "resource_id", "provider_id", "cpu_pct", "mem_pct", "storage_pct", "net_rx_kbps",
+    "net_tx_kbps", "late", "ingest_ts", "batch_id", "src_topic", "src_partition", "src_offset",
+)  # fmt: skip
+BATCH_ID_TTL_S = 7 * 86400
+
+SendFn = Callable[[str, bytes | None, bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A Kafka message as the pipeline needs it (decoupled from Faust's Event)."""
+
+    partition: int
+    offset: int
+    value: bytes
+    topic: str = TOPIC_TELEMETRY
+
+
+def _payload_text(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(payload).decode()
+
+
+def dead_letter(reject: Reject, msg: Message, now_ms: int, index: int = 0) -> DeadLetter:
+    return DeadLetter(
+        reason=reject.reason,
+        detail=reject.detail[:500],
+        source=DeadLetterSource(msg.topic, msg.partition, msg.offset),
+        provider_id=reject.provider_id,
+        payload=_payload_text(reject.payload),
+        ingest_ts=datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc),
+        batch_id=reject.batch_id,
+        index=index,
+    )
+
+
+@dataclass
+class IngestPipeline:
+    store: AsyncStore
+    redis: Redis
+    registry: Registry
+    send: SendFn  # produce to a topic and wait for the broker's ack
+    limits: Limits = Limits()
+    windows: MinuteWindows = field(default_factory=MinuteWindows)
+    retry_max_s: float = 5.0
+    clock: Callable[[], float] = time.time
+    _marks: dict[tuple[str, int], int] | None = None
+
+    def __post_init__(self) -> None:
+        self.live = LiveState(self.redis)
+
+    # -- offsets -------------------------------------------------------------------
+    async def _load_marks(self) -> dict[tuple[str, int], int]:
+        rows = await self.store.query(
+            "SELECT src_topic, src_partition, max(max_offset) FROM sink_offsets GROUP BY src_topic, src_partition"
+        )
+        return {(str(t), int(p)): int(o) for t, p, o in rows}
+
+    def forget_marks(self) -> None:
+        """Called on partition revocation: another worker may store further offsets meanwhile."""
+        self._marks = None
+
+    # -- the stage -------------------------------------------------------------------
+    async def process(self, messages: Sequence[Message]) -> None:
+        """Handle one batch of messages; returns only when their samples are stored."""
+        if self._marks is None:
+            self._marks = await self._load_marks()
+        marks = self._marks
+        now_ms = int(self.clock() * 1000)
+        fresh = []
+        for m in messages:
+            metrics.messages_consumed.labels(m.topic).inc()
+            if m.offset <= marks.get((m.topic, m.partition), -1):
+                metrics.messages_replayed.labels(m.topic).inc()
+                continue
+            fresh.append(m)
+        if not fresh:
+            return
+        validated = [(m, validate_batch(m.value, self.registry, now_ms, self.limits)) for m in fresh]
+        duplicates = await self._duplicate_batches(validated)
+
+        cols: list[list] = [[] for _ in SAMPLE_COLUMNS]
+        letters: list[DeadLetter] = []
+        for m, v in validated:
+            rejects = list(v.rejects)
+            if (m.partition, m.offset) in duplicates:
+                rejects = [Reject("duplicate_batch", f"batch {v.batch_id!r} was already received",
+                                  m.value, v.provider_id, v.batch_id)]  # fmt: skip
+            elif len(v.good):
+                g = v.good
+                late = self.windows.add(v.provider_id, g.resource_id, g.ts_ms, g.cpu, g.mem, g.storage, now_ms)
+                n = len(g)
+                for dest, src in zip(
+                    cols,
+                    (g.ts_ms, g.resource_id, g.provider_id, g.cpu, g.mem, g.storage, g.net_rx, g.net_tx,
+                     [int(x) for x in late], [now_ms] * n, [v.batch_id] * n, [m.topic] * n,
+                     [m.partition] * n, [m.offset] * n),
+                ):  # fmt: skip
+                    dest.extend(src)
+                metrics.samples_consumed.labels(v.provider_id).inc(n)
+                if any(late):
+                    metrics.samples_late.labels(v.provider_id).inc(sum(late))
+            letters.extend(dead_letter(r, m, now_ms, i) for i, r in enumerate(rejects))
+
+        if letters:
+            await asyncio.gather(*(self._send_dead_letter(d) for d in letters))
+        if cols[0]:
+            await self._insert_samples(cols, fresh)
+        for m in fresh:
+            key = (m.topic, m.partition)
+            marks[key] = max(marks.get(key, -1), m.offset)
+        if cols[0]:
+            await self.live.publish_latest(cols[1], cols[2], cols[0], cols[3], cols[4], cols[5], now_ms)
+        await self.tick(now_ms)
+
+    async def tick(self, now_ms: int | None = None) -> None:
+        """Close the live minute windows that are due and publish them."""
+        now_ms = int(self.clock() * 1000) if now_ms is None else now_ms
+        closed = self.windows.close_ready(now_ms)
+        metrics.live_windows.set(len(self.windows))
+        if closed:
+            await self.live.publish_minutes(closed, now_ms)
+
+    async def _duplicate_batches(self, validated: list) -> set[tuple[int, int]]:
+        """Messages whose (provider, batch id) was seen at another Kafka position."""
+        keyed = [(m, v) for m, v in validated if v.batch_id and v.provider_id and len(v.good)]
+        if not keyed:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for m, v in keyed:
+            pipe.set(f"opscenter:batch:{v.provider_id}:{v.batch_id}", f"{m.topic}:{m.partition}:{m.offset}",
+                     nx=True, ex=BATCH_ID_TTL_S)  # fmt: skip
+            pipe.get(f"opscenter:batch:{v.provider_id}:{v.batch_id}")
+        res = await pipe.execute()
+        dups = set()
+        for i, (m, _) in enumerate(keyed):
+            owner = res[2 * i + 1]
+            owner = owner.decode() if isinstance(owner, bytes) else owner
+            if owner != f"{m.topic}:{m.partition}:{m.offset}":
+                dups.add((m.partition, m.offset))
+        return dups
+
+    async def _send_dead_letter(self, d: DeadLetter) -> None:
+        from opscenter.wire import TOPIC_DEADLETTER
+
+        await self.send(TOPIC_DEADLETTER, (d.provider_id or "-").encode(), json_encoder.encode(d))
+        metrics.deadlettered.labels(d.provider_id or "-", d.reason).inc()
+
+    async def _insert_samples(self, cols: list[list], msgs: Sequence[Message]) -> None:
+        """Insert until it lands; the same token on every retry makes a retry harmless."""
+        spans: dict[int, list[int]] = {}
+        for m in msgs:
+            lo_hi = spans.setdefault(m.partition, [m.offset, m.offset])
+            lo_hi[0], lo_hi[1] = min(lo_hi[0], m.offset), max(lo_hi[1], m.offset)
+        token = TOPIC_TELEMETRY + ";" + ";".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(spans.items()))
+        delay = 0.1
+        while True:
+            t0 = time.perf_counter()
+            try:
+                await self.store.insert_columns("samples", cols, SAMPLE_COLUMNS, token=token)
+                break
+            except Exception as exc:  # noqa: BLE001 - ClickHouse down: back-pressure, retry
+                metrics.sink_errors.labels("samples").inc()
+                log.warning("insert into samples failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+        metrics.sink_seconds.labels("samples").observe(time.perf_counter() - t0)
+        metrics.sink_batches.labels("samples").inc()
+        metrics.sink_rows.labels("samples").inc(len(cols[0]))
+        metrics.sink_lag_seconds.labels("samples").set(max(0.0, (cols[9][0] - max(cols[0])) / 1000))

@@ -1,0 +1,136 @@
+"""The registry stage: lifecycle.v1 → resource registry, ClickHouse inventory, Redis notice."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Sequence
+
+import msgspec
+import orjson
+from redis.asyncio import Redis
+
+from opscenter import metrics
+from opscenter.inventory import LifecycleError, Registry, Resource
+from opscenter.store import AsyncStore
+from opscenter.wire import TOPIC_DEADLETTER, json_encoder, lifecycle_decoder
+from streams.ingest import Message, SendFn, dead_letter
+from streams.validation import Reject
+
+log = logging.getLogger(__name__)
+
+INVENTORY_CHANNEL = "opscenter:inventory"
+INVENTORY_COLUMNS = (
+    "resource_id", "provider_id", "unit_id", "district_id", "name", "vcpu", "mem_gb", "storage_gb",
+    "state", "interval_s", "updated", "delivered", "deregistered", "version",
+)  # fmt: skip
+EVENT_COLUMNS = (
+    "event_id", "resource_id", "type", "ts", "provider_id", "unit_id", "district_id", "vcpu", "mem_gb",
+    "storage_gb",
+)  # fmt: skip
+
+
+def _ms(ts: datetime | None) -> int | None:
+    return None if ts is None else int(ts.timestamp() * 1000)
+
+
+def resource_row(r: Resource, version: int) -> list:
+    return [r.resource_id, r.provider_id, r.unit_id, r.district_id, r.name, r.vcpu, r.mem_gb,
+            r.storage_gb, r.state, r.interval_s, _ms(r.updated), _ms(r.delivered), _ms(r.deregistered),
+            version]  # fmt: skip
+
+
+def resource_from_row(row: dict) -> Resource:
+    def dt(v: datetime | None) -> datetime | None:
+        return None if v is None else (v if v.tzinfo else v.replace(tzinfo=timezone.utc))
+
+    return Resource(
+        resource_id=row["resource_id"], provider_id=row["provider_id"], unit_id=row["unit_id"],
+        district_id=row["district_id"], name=row["name"], vcpu=row["vcpu"], mem_gb=row["mem_gb"],
+        storage_gb=row["storage_gb"], state=row["state"], interval_s=row["interval_s"],
+        updated=dt(row["updated"]), delivered=dt(row["delivered"]), deregistered=dt(row["deregistered"]),
+    )  # type: ignore[arg-type]  # fmt: skip
+
+
+async def load_registry(store: AsyncStore) -> tuple[Registry, set[str]]:
+    """The registry and the ids of lifecycle events already applied, from ClickHouse."""
+    rows = await store.query_dicts(f"SELECT {', '.join(INVENTORY_COLUMNS)} FROM inventory FINAL")
+    reg = Registry({r["resource_id"]: resource_from_row(r) for r in rows})
+    seen = {row[0] for row in await store.query("SELECT DISTINCT event_id FROM lifecycle_events")}
+    metrics.registry_size.set(len(reg))
+    return reg, seen
+
+
+def resource_json(r: Resource) -> bytes:
+    return orjson.dumps(asdict(r))
+
+
+class RegistryStage:
+    """Applies lifecycle events in order; invalid ones go to the dead-letter topic."""
+
+    def __init__(
+        self, store: AsyncStore, redis: Redis, registry: Registry, seen: set[str], send: SendFn
+    ) -> None:
+        self.store, self.redis, self.registry, self.seen, self.send = store, redis, registry, seen, send
+
+    async def process(self, messages: Sequence[Message]) -> None:
+        now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+        events, inv_rows, changed = [], [], []
+        for m in messages:
+            metrics.messages_consumed.labels(m.topic).inc()
+            try:
+                ev = lifecycle_decoder.decode(m.value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                reason = "unparseable" if isinstance(exc, msgspec.DecodeError) else "schema"
+                await self._reject(Reject(reason, str(exc), m.value), m, now_ms)
+                continue
+            if ev.event_id in self.seen:
+                continue  # a redelivery changes nothing
+            try:
+                res = self.registry.apply(ev)
+            except LifecycleError as exc:
+                await self._reject(Reject("invalid_lifecycle", str(exc), m.value, ev.provider_id), m, now_ms)
+                continue
+            self.seen.add(ev.event_id)
+            spec = ev.spec
+            events.append([ev.event_id, ev.resource_id, ev.type, _ms(ev.ts), ev.provider_id, res.unit_id,
+                           res.district_id, spec and spec.vcpu, spec and spec.mem_gb, spec and spec.storage_gb])  # fmt: skip
+            inv_rows.append(resource_row(res, now_ms * 1000 + len(inv_rows)))
+            changed.append(res)
+        if events:
+            await self.store.insert_columns("lifecycle_events", list(zip(*events)), EVENT_COLUMNS)
+            await self.store.insert_columns("inventory", list(zip(*inv_rows)), INVENTORY_COLUMNS)
+            pipe = self.redis.pipeline(transaction=False)
+            for r in changed:
+                pipe.publish(INVENTORY_CHANNEL, resource_json(r))
+            await pipe.execute()
+            metrics.registry_size.set(len(self.registry))
+
+    async def _reject(self, reject: Reject, m: Message, now_ms: int) -> None:
+        d = dead_letter(reject, m, now_ms)
+        await self.send(TOPIC_DEADLETTER, (d.provider_id or "-").encode(), json_encoder.encode(d))
+        metrics.deadlettered.labels(d.provider_id or "-", d.reason).inc()
+
+
+DEADLETTER_COLUMNS = (
+    "ingest_ts", "reason", "detail", "provider_id", "batch_id", "payload", "src_topic", "src_partition",
+    "src_offset", "idx",
+)  # fmt: skip
+
+
+async def store_dead_letters(store: AsyncStore, messages: Sequence[Message]) -> None:
+    """deadletter.v1 → ClickHouse ``deadletters`` (Replacing on source position + index)."""
+    from opscenter.wire import deadletter_decoder
+
+    rows = []
+    for m in messages:
+        try:
+            d = deadletter_decoder.decode(m.value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.error("undecodable dead letter at %s[%d]@%d dropped", m.topic, m.partition, m.offset)
+            continue
+        rows.append([_ms(d.ingest_ts), d.reason, d.detail, d.provider_id, d.batch_id, d.payload,
+                     d.source.topic, d.source.partition, d.source.offset, d.index])  # fmt: skip
+    if rows:
+        await store.insert_columns("deadletters", list(zip(*rows)), DEADLETTER_COLUMNS)
