@@ -121,10 +121,10 @@ def validate_batch(
         batch = telemetry_decoder.decode(raw)
         provider_id, batch_id = batch.provider_id, batch.batch_id
         samples: list[Sample | Reject] = list(batch.samples)
-    except msgspec.ValidationError as exc:
+    except msgspec.ValidationError as exc:  # valid JSON, wrong shape somewhere: sample by sample
         try:
             doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as jexc:
+        except orjson.JSONDecodeError as jexc:  # e.g. integers beyond 64 bits
             return Validated("", "", good, [Reject("unparseable", str(jexc), raw)])
         if not isinstance(doc, dict):
             return Validated("", "", good, [Reject("schema", "message is not a JSON object", raw)])
@@ -140,6 +140,8 @@ def validate_batch(
                 [Reject("schema", f"batch envelope: {exc}", raw)],
             )
         samples = decode_samples_one_by_one(raw_samples)
+    except msgspec.DecodeError as exc:  # not JSON, not UTF-8
+        return Validated("", "", good, [Reject("unparseable", str(exc), raw)])
     rejects: list[Reject] = []
     if len(samples) > limits.max_samples:
         rejects.append(

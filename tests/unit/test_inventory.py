@@ -1,0 +1,58 @@
+"""The lifecycle state machine of a resource (§19–§21)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from opscenter.inventory import LifecycleError, Registry
+from opscenter.wire import LifecycleEvent, Spec
+
+T = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+
+
+def ev(type_: str, n: int, spec: Spec | None = None, provider: str = "p1") -> LifecycleEvent:
+    return LifecycleEvent(f"e{n}", "r1", type_, T + timedelta(days=n), provider, "u1", "d1", "OA", spec)
+
+
+def test_full_life() -> None:
+    reg = Registry()
+    reg.apply(ev("applied", 0, Spec(4, 8, 100)))
+    for n, t in enumerate(["accepted", "baseline_passed", "delivered", "acceptance_passed"], 1):
+        reg.apply(ev(t, n))
+    r = reg.apply(ev("adjusted", 5, Spec(8, 16, 200)))
+    assert (r.state, r.vcpu, r.mem_gb, r.storage_gb) == ("adjusted", 8, 16, 200)
+    assert r.delivered == T + timedelta(days=3)
+    reg.apply(ev("deregistration_requested", 6))
+    r = reg.apply(ev("deregistered", 7))
+    assert r.state == "deregistered" and r.deregistered == T + timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    "steps, bad",
+    [
+        ([], "accepted"),  # nothing applied yet
+        (["applied"], "delivered"),  # no acceptance, no baseline check
+        (["applied", "accepted"], "delivered"),  # baseline not passed
+        (["applied", "refused"], "baseline_passed"),
+    ],
+)
+def test_invalid_steps(steps: list[str], bad: str) -> None:
+    reg = Registry()
+    for n, t in enumerate(steps):
+        reg.apply(ev(t, n, Spec(4, 8, 100) if n == 0 else None))
+    with pytest.raises(LifecycleError):
+        reg.apply(ev(bad, 9, Spec(4, 8, 100)))
+
+
+def test_other_provider_cannot_touch_resource() -> None:
+    reg = Registry()
+    reg.apply(ev("delivered", 0, Spec(4, 8, 100)))
+    with pytest.raises(LifecycleError, match="belongs to p1"):
+        reg.apply(ev("adjusted", 1, Spec(8, 8, 100), provider="p2"))
+
+
+def test_new_resource_needs_spec() -> None:
+    with pytest.raises(LifecycleError, match="spec"):
+        Registry().apply(ev("applied", 0))
