@@ -137,7 +137,12 @@ def build_app(services: Any) -> Starlette:
 def build_worker_app(services: Any) -> Starlette:
     """Health and metrics of a stand-alone worker (``opscenter worker``)."""
     app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_endpoint)]
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+            Route("/api/v1/status", status),
+        ]
     )
     app.state.services = services
     return app

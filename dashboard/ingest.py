@@ -62,12 +62,12 @@ async def post_telemetry(request: Request) -> JSONResponse:
         return error(413, "too_large", "请求体过大", f"body larger than {settings.ingest_max_body_bytes} bytes")
     try:
         env = _envelope.decode(body)
+    except msgspec.ValidationError as exc:  # (a subclass of DecodeError: first)
+        metrics.http_ingest.labels(provider_id, "400").inc()
+        return error(400, "schema", "批次格式错误", f"batch envelope: {exc}")
     except msgspec.DecodeError as exc:
         metrics.http_ingest.labels(provider_id, "400").inc()
         return error(400, "unparseable", "请求体不是有效的 JSON", f"body is not valid JSON: {exc}")
-    except msgspec.ValidationError as exc:
-        metrics.http_ingest.labels(provider_id, "400").inc()
-        return error(400, "schema", "批次格式错误", f"batch envelope: {exc}")
     if env.provider_id is not None and env.provider_id != provider_id:
         metrics.http_ingest.labels(provider_id, "403").inc()
         return error(403, "foreign_provider", "无权以其他云服务商身份上报",
@@ -77,31 +77,19 @@ async def post_telemetry(request: Request) -> JSONResponse:
         metrics.http_ingest.labels(provider_id, "413").inc()
         return error(413, "too_large", "单批样本过多", f"{len(env.samples)} samples > {limits.max_samples}")
 
-    now_ms = int(time.time() * 1000)
-    rejected: list[dict[str, Any]] = []
-    by_key: dict[bytes, list[Sample]] = defaultdict(list)
-    for i, item in enumerate(decode_samples_one_by_one(env.samples)):
-        if isinstance(item, Reject):
-            problem: tuple[str, str] | None = (item.reason, item.detail)
-        else:
-            try:
-                problem = check_sample(item, now_ms, limits) or registry_check(
-                    item, provider_id, services.registry
-                )
-            except ValueError as exc:
-                problem = ("schema", str(exc))
-        if problem is not None:
-            rid = item.resource_id if isinstance(item, Sample) else None
-            rejected.append({"index": i, "resource_id": rid, "reason": problem[0], "detail": problem[1]})
-            continue
-        by_key[shard_key(provider_id, item.resource_id)].append(item)
+    decoded = decode_samples_one_by_one(env.samples)
+    rejected, by_key = _judge(decoded, provider_id, services.registry, limits)
+    if any(r["reason"] == "unregistered_resource" for r in rejected):
+        # the resource's "delivered" event may not be applied yet: catch up and judge again
+        if await services.lifecycle_reader.catch_up():
+            rejected, by_key = _judge(decoded, provider_id, services.registry, limits)
 
     accepted = sum(len(v) for v in by_key.values())
     for key, samples in by_key.items():
         sub = TelemetryBatch(provider_id, f"{env.batch_id}#{key.decode().rsplit('/', 1)[1]}", samples)
         await services.send(TOPIC_TELEMETRY, key, json_encoder.encode(sub))
     for r in rejected:
-        metrics.deadlettered.labels(provider_id, r["reason"]).inc()
+        metrics.http_rejected.labels(provider_id, r["reason"]).inc()
     if not accepted and any(r["reason"] == "foreign_resource" for r in rejected):
         metrics.http_ingest.labels(provider_id, "403").inc()
         return JSONResponse(
@@ -114,3 +102,28 @@ async def post_telemetry(request: Request) -> JSONResponse:
     return JSONResponse(
         {"batch_id": env.batch_id, "accepted": accepted, "rejected": rejected}, status_code=202
     )
+
+
+def _judge(
+    decoded: list[Sample | Reject], provider_id: str, registry: Any, limits: Limits
+) -> tuple[list[dict[str, Any]], dict[bytes, list[Sample]]]:
+    """Per-sample verdicts: the rejected (index, reason) and the accepted samples by shard key."""
+    now_ms = int(time.time() * 1000)
+    rejected: list[dict[str, Any]] = []
+    by_key: dict[bytes, list[Sample]] = defaultdict(list)
+    for i, item in enumerate(decoded):
+        if isinstance(item, Reject):
+            problem: tuple[str, str] | None = (item.reason, item.detail)
+        else:
+            try:
+                problem = check_sample(item, now_ms, limits) or registry_check(
+                    item, provider_id, registry
+                )
+            except ValueError as exc:
+                problem = ("schema", str(exc))
+        if problem is not None:
+            rid = item.resource_id if isinstance(item, Sample) else None
+            rejected.append({"index": i, "resource_id": rid, "reason": problem[0], "detail": problem[1]})
+            continue
+        by_key[shard_key(provider_id, item.resource_id)].append(item)
+    return rejected, by_key

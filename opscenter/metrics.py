@@ -48,6 +48,10 @@ http_ingest = Counter(
     "opscenter_http_ingest_total", "HTTP ingest requests by outcome", ["provider", "status"],
     registry=REGISTRY,
 )  # fmt: skip
+http_rejected = Counter(
+    "opscenter_http_rejected_samples_total", "Samples rejected by HTTP ingest (told to the caller)",
+    ["provider", "reason"], registry=REGISTRY,
+)  # fmt: skip
 registry_size = Gauge("opscenter_registry_resources", "Resources in the registry", registry=REGISTRY)
 live_windows = Gauge("opscenter_live_windows_open", "Open live 1-minute windows", registry=REGISTRY)
 

@@ -15,9 +15,9 @@ from redis.asyncio import Redis
 from opscenter import store as store_mod
 from opscenter.inventory import Registry, Resource
 from opscenter.settings import Settings
-from opscenter.wire import ALL_TOPICS, COMPACTED_TOPICS
+from opscenter.wire import ALL_TOPICS, COMPACTED_TOPICS, TOPIC_LIFECYCLE
 from streams.ingest import IngestPipeline
-from streams.registry import INVENTORY_CHANNEL, RegistryStage, load_registry
+from streams.registry import INVENTORY_CHANNEL, LifecycleReader, RegistryStage, load_registry
 from streams.validation import Limits
 from streams.windows import MinuteWindows
 
@@ -55,6 +55,7 @@ class Services:
     registry: Registry
     ingest: IngestPipeline
     registry_stage: RegistryStage
+    lifecycle_reader: LifecycleReader
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
@@ -83,6 +84,7 @@ class Services:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.lifecycle_reader.stop()
         await self.producer.stop()
         await self.redis.aclose()
         self.store.close()
@@ -104,12 +106,13 @@ async def open_services(settings: Settings) -> Services:
     async def send(topic: str, key: bytes | None, value: bytes) -> None:
         await producer.send_and_wait(topic, value=value, key=key)
 
+    reader = LifecycleReader(settings.kafka_bootstrap(), registry, seen, TOPIC_LIFECYCLE)
     limits = Limits(settings.max_future_s, settings.raw_retention_days, settings.ingest_max_samples)
     ingest = IngestPipeline(
-        store, redis, registry, send, limits, MinuteWindows(settings.allowed_lateness_s * 1000)
-    )
-    services = Services(
-        settings, store, redis, producer, registry, ingest, RegistryStage(store, redis, registry, seen, send)
-    )
+        store, redis, registry, send, limits, MinuteWindows(settings.allowed_lateness_s * 1000),
+        registry_catch_up=reader.catch_up,
+    )  # fmt: skip
+    stage = RegistryStage(store, redis, registry, seen, send, applied_elsewhere=reader.applied_here)
+    services = Services(settings, store, redis, producer, registry, ingest, stage, reader)
     services._tasks.append(asyncio.create_task(services.follow_inventory(), name="follow-inventory"))
     return services

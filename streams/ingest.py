@@ -79,6 +79,8 @@ class IngestPipeline:
     limits: Limits = Limits()
     windows: MinuteWindows = field(default_factory=MinuteWindows)
     retry_max_s: float = 5.0
+    #: reads lifecycle.v1 up to its end; asked before a sample is rejected as unregistered
+    registry_catch_up: Callable[[], Awaitable[bool]] | None = None
     clock: Callable[[], float] = time.time
     _marks: dict[tuple[str, int], int] | None = None
 
@@ -113,6 +115,11 @@ class IngestPipeline:
         if not fresh:
             return
         validated = [(m, validate_batch(m.value, self.registry, now_ms, self.limits)) for m in fresh]
+        if self.registry_catch_up is not None and any(
+            r.reason == "unregistered_resource" for _, v in validated for r in v.rejects
+        ):
+            if await self.registry_catch_up():
+                validated = [(m, validate_batch(m.value, self.registry, now_ms, self.limits)) for m in fresh]
         duplicates = await self._duplicate_batches(validated)
 
         cols: list[list] = [[] for _ in SAMPLE_COLUMNS]

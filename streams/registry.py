@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Any, Sequence
 
 import msgspec
 import orjson
@@ -70,9 +70,17 @@ class RegistryStage:
     """Applies lifecycle events in order; invalid ones go to the dead-letter topic."""
 
     def __init__(
-        self, store: AsyncStore, redis: Redis, registry: Registry, seen: set[str], send: SendFn
+        self,
+        store: AsyncStore,
+        redis: Redis,
+        registry: Registry,
+        seen: set[str],
+        send: SendFn,
+        applied_elsewhere: set[str] | None = None,
     ) -> None:
         self.store, self.redis, self.registry, self.seen, self.send = store, redis, registry, seen, send
+        # events the LifecycleReader already applied to the registry: store them, don't re-apply
+        self.applied_elsewhere = applied_elsewhere if applied_elsewhere is not None else set()
 
     async def process(self, messages: Sequence[Message]) -> None:
         now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
@@ -88,7 +96,12 @@ class RegistryStage:
             if ev.event_id in self.seen:
                 continue  # a redelivery changes nothing
             try:
-                res = self.registry.apply(ev)
+                if ev.event_id in self.applied_elsewhere:
+                    self.applied_elsewhere.discard(ev.event_id)
+                    res = self.registry.get(ev.resource_id)  # type: ignore[assignment]
+                    assert res is not None
+                else:
+                    res = self.registry.apply(ev)
             except LifecycleError as exc:
                 await self._reject(Reject("invalid_lifecycle", str(exc), m.value, ev.provider_id), m, now_ms)
                 continue
@@ -134,3 +147,81 @@ async def store_dead_letters(store: AsyncStore, messages: Sequence[Message]) -> 
                      d.source.topic, d.source.partition, d.source.offset, d.index])  # fmt: skip
     if rows:
         await store.insert_columns("deadletters", list(zip(*rows)), DEADLETTER_COLUMNS)
+
+
+class LifecycleReader:
+    """Catches the local registry up with lifecycle.v1 (group-less reader, all partitions).
+
+    Telemetry and lifecycle events travel on different topics and agents, so a resource's
+    first samples can be consumed before its "delivered" event is applied. Before a sample is
+    rejected as unregistered, the ingest stage asks this reader to read lifecycle.v1 up to
+    the Fetch high watermark (Tansu's ListOffsets is wrong, DESIGN.md) and re-checks. Events
+    applied here are marked, so the registry agent stores them without applying them twice.
+    """
+
+    def __init__(self, bootstrap: str, registry: Registry, seen: set[str], topic: str) -> None:
+        self.bootstrap, self.registry, self.seen, self.topic = bootstrap, registry, seen, topic
+        self.applied_here: set[str] = set()
+        self._consumer: Any = None
+        self._started = False
+        self._lock: Any = None
+        self._last = 0.0
+
+    async def catch_up(self, timeout_s: float = 10.0, min_interval_s: float = 0.5) -> bool:
+        """Read to the high watermark; True if any event was applied."""
+        import asyncio
+        import time as _time
+
+        from aiokafka.structs import TopicPartition
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if _time.monotonic() - self._last < min_interval_s:
+                return False
+            if not self._started:
+                from aiokafka import AIOKafkaConsumer
+
+                self._consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                )  # fmt: skip
+                await self._consumer.start()
+                parts = self._consumer.partitions_for_topic(self.topic) or set()
+                self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
+                self._started = True
+            applied = False
+            deadline = _time.monotonic() + timeout_s
+            while _time.monotonic() < deadline:
+                batch = await self._consumer.getmany(timeout_ms=100)
+                for msgs in batch.values():
+                    for m in msgs:
+                        applied |= self._apply(m.value)
+                tps = self._consumer.assignment()
+                done = True
+                for tp in tps:
+                    hw = self._consumer.highwater(tp)
+                    if hw is None or await self._consumer.position(tp) < hw:
+                        done = False
+                if done and not batch:
+                    break
+            self._last = _time.monotonic()
+            return applied
+
+    def _apply(self, value: bytes) -> bool:
+        try:
+            ev = lifecycle_decoder.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False  # the agent dead-letters it
+        if ev.event_id in self.seen or ev.event_id in self.applied_here:
+            return False
+        try:
+            self.registry.apply(ev)
+        except LifecycleError:
+            return False  # the agent dead-letters it
+        self.applied_here.add(ev.event_id)
+        return True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._consumer.stop()
