@@ -113,6 +113,30 @@ async def status(request: Request) -> Response:
     )
 
 
+async def resource_rollups(request: Request) -> Response:
+    """GET /api/v1/resources/{id}/rollups?from_ms=&to_ms= — 1-minute rollups of one resource."""
+    import time
+
+    import sql
+
+    s = request.app.state.services
+    rid = request.path_params["resource_id"]
+    if s.registry.get(rid) is None:
+        return error(404, "not_found", "资源不存在", f"resource {rid!r} is not registered")
+    try:
+        now_ms = int(time.time() * 1000)
+        to_ms = int(request.query_params.get("to_ms", now_ms))
+        from_ms = int(request.query_params.get("from_ms", to_ms - 3_600_000))
+    except ValueError:
+        return error(400, "bad_parameter", "参数错误", "from_ms and to_ms are epoch milliseconds")
+    if from_ms >= to_ms or to_ms - from_ms > 31 * 86_400_000:
+        return error(400, "bad_range", "时间范围错误", "need from_ms < to_ms and at most 31 days")
+    rows = await s.store.query_dicts(
+        sql.report("resource_rollup_1m"), {"resource_id": rid, "from_ms": from_ms, "to_ms": to_ms}
+    )
+    return JSONResponse({"resource_id": rid, "resolution": "1m", "rows": rows})
+
+
 async def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html")
 
@@ -125,6 +149,7 @@ def build_app(services: Any) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         Route("/api/v1/status", status),
+        Route("/api/v1/resources/{resource_id}/rollups", resource_rollups),
         Route("/api/v1/telemetry", bearer("provider")(post_telemetry), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

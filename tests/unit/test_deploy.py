@@ -15,6 +15,7 @@ import http.server
 import importlib.util
 import re
 import shlex
+import sys
 import threading
 import tomllib
 import xml.etree.ElementTree as ET
@@ -505,7 +506,11 @@ def _load_probe() -> Any:
     spec = importlib.util.spec_from_file_location("opscenter_healthcheck", HEALTHCHECK)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in deploy/
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
     return module
 
 
