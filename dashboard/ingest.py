@@ -23,6 +23,10 @@ from opscenter.wire import TOPIC_TELEMETRY, Sample, TelemetryBatch, json_encoder
 from streams.validation import Limits, Reject, check_sample, decode_samples_one_by_one, registry_check
 
 
+#: most samples in one produced message (keeps messages far below the broker's size limit)
+SUB_BATCH_SAMPLES = 1000
+
+
 class _Envelope(msgspec.Struct):
     batch_id: str
     samples: list[Any]
@@ -86,8 +90,11 @@ async def post_telemetry(request: Request) -> JSONResponse:
 
     accepted = sum(len(v) for v in by_key.values())
     for key, samples in by_key.items():
-        sub = TelemetryBatch(provider_id, f"{env.batch_id}#{key.decode().rsplit('/', 1)[1]}", samples)
-        await services.send(TOPIC_TELEMETRY, key, json_encoder.encode(sub))
+        shard = key.decode().rsplit("/", 1)[1]
+        for part, i in enumerate(range(0, len(samples), SUB_BATCH_SAMPLES)):
+            # sub-batch ids are stable, so a client's retry of the whole body is a duplicate
+            sub = TelemetryBatch(provider_id, f"{env.batch_id}#{shard}.{part}", samples[i : i + SUB_BATCH_SAMPLES])
+            await services.send(TOPIC_TELEMETRY, key, json_encoder.encode(sub))
     for r in rejected:
         metrics.http_rejected.labels(provider_id, r["reason"]).inc()
     if not accepted and any(r["reason"] == "foreign_resource" for r in rejected):

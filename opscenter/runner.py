@@ -18,7 +18,7 @@ from faust.contrib.asgi import faust_app_running
 from opscenter import demo
 from opscenter.embedded import EmbeddedStack
 from opscenter.services import Services, create_topics, open_services
-from opscenter.settings import Settings
+from opscenter.settings import Settings, redact
 from opscenter.store import connect, migrate as run_migrations
 from opscenter.tokens import TokenStore
 from opscenter.wire import TOPIC_LIFECYCLE, json_encoder
@@ -117,8 +117,8 @@ def _banner(settings: Settings, city: demo.City | None) -> str:
         f"  指标 metrics       : {base}/metrics",
         f"  上报 ingest        : POST {base}/api/v1/telemetry  (Authorization: Bearer <provider token>)",
         f"  Kafka              : {settings.kafka_bootstrap()}{'  (embedded Tansu, memory only)' if settings.embedded_kafka else ''}",
-        f"  Redis              : {settings.redis()}",
-        f"  ClickHouse         : {settings.clickhouse()}",
+        f"  Redis              : {redact(settings.redis())}",
+        f"  ClickHouse         : {redact(settings.clickhouse())}",
     ]
     if city is not None:
         lines.append("  演示令牌 demo provider tokens (demo only):")

@@ -98,8 +98,9 @@ async def open_services(settings: Settings) -> Services:
     redis = Redis.from_url(settings.redis())
     await redis.ping()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap(), acks="all", linger_ms=5, request_timeout_ms=30000
-    )
+        bootstrap_servers=settings.kafka_bootstrap(), acks="all", linger_ms=5, request_timeout_ms=30000,
+        max_request_size=settings.ingest_max_body_bytes + 1024 * 1024,
+    )  # fmt: skip
     await producer.start()
     registry, seen = await load_registry(store)
 

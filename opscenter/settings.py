@@ -89,6 +89,13 @@ class Settings(BaseSettings):
         return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'chdb').resolve()}"
 
 
+def redact(url: str) -> str:
+    """A URL or DSN with its password replaced by ``***`` (for logs and banners)."""
+    import re
+
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build the settings once per process; overrides win over the environment."""
     return Settings(**overrides)  # type: ignore[arg-type]
