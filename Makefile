@@ -1,5 +1,6 @@
 # The two commands of the README quick start.
 PYTHON ?= python3
+ARGS ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -17,7 +18,7 @@ venv-test: $(BIN)/python
 
 ## make run: create the virtualenv, install, and start the whole embedded stack with the simulator
 run: venv
-	$(BIN)/opscenter up --simulate
+	$(BIN)/opscenter up --simulate $(ARGS)
 
 ## make test: create the virtualenv with test extras and run the whole suite
 test: venv-test

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--backfill-only", action="store_true", help="exit after the backfill")
     sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sim.add_argument("--publish-inventory", action="store_true", help="publish the demo inventory first")
+    bench = sub.add_parser("bench", help="measure the pipeline on a private embedded stack")
+    bench.add_argument("scenario", choices=["pipeline"], help="what to measure")
+    bench.add_argument("--samples", type=int, default=1_000_000, help="samples to push through")
+    bench.add_argument("--resources", type=int, default=5000, help="resources in the generated city")
     return p
 
 
@@ -61,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(runner.web(settings))
         if args.command == "migrate":
             return asyncio.run(runner.migrate(settings))
+        if args.command == "bench":
+            from opscenter import bench
+
+            bench.main(args.samples, args.resources)
+            return 0
         if args.command == "simulate":
             return asyncio.run(runner.simulate(settings, args))
     except PortBusyError as exc:

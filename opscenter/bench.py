@@ -1,0 +1,152 @@
+"""``opscenter bench pipeline``: end-to-end samples/s against a raw-consumer reference, same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from opscenter import __version__, demo, simulator
+from opscenter.embedded import free_port, start_tansu, start_valkey
+from opscenter.services import create_topics, open_services
+from opscenter.settings import Settings
+from opscenter.wire import TOPIC_LIFECYCLE, TOPIC_TELEMETRY, json_encoder
+
+GOAL_SAMPLES_S = 400_000
+GOAL_RATIO = 0.3
+
+
+async def _produce(settings: Settings, city: demo.City, samples: int, batch: int) -> int:
+    """Pre-produce about ``samples`` samples of history (event time in the past)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap(), acks=1, linger_ms=20, max_request_size=8 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        for e in demo.lifecycle_events(city, __import__("datetime").datetime.now(__import__("datetime").timezone.utc)):
+            await producer.send(TOPIC_LIFECYCLE, json_encoder.encode(e), key=e.resource_id.encode())
+        per_s = simulator.samples_per_second(city)
+        span_ms = int(samples / per_s * 1000)
+        end_ms = (int(time.time() * 1000) // 60_000 - 10) * 60_000
+        n = 0
+        futs = []
+        for key, value in simulator.batches(
+            city, end_ms - span_ms, end_ms, batch_size=batch, rng=random.Random(1), bad_fraction=0.0, gaps=False,
+            span_s=3600,
+        ):  # fmt: skip
+            futs.append(await producer.send(TOPIC_TELEMETRY, value, key=key))
+            n += value.count(b'"resource_id"')
+        await asyncio.gather(*futs)
+        return n
+    finally:
+        await producer.stop()
+
+
+async def _reference(settings: Settings, expect: int) -> float:
+    """Raw aiokafka consumption plus orjson decode of the same batches, no processing."""
+    c = AIOKafkaConsumer(
+        TOPIC_TELEMETRY, bootstrap_servers=settings.kafka_bootstrap(), group_id=None,
+        auto_offset_reset="earliest", enable_auto_commit=False, max_partition_fetch_bytes=16 * 1024 * 1024,
+    )  # fmt: skip
+    await c.start()
+    n = 0
+    t0 = time.perf_counter()
+    try:
+        while n < expect:
+            for msgs in (await c.getmany(timeout_ms=500, max_records=1000)).values():
+                for m in msgs:
+                    n += len(orjson.loads(m.value)["samples"])
+    finally:
+        await c.stop()
+    return n / (time.perf_counter() - t0)
+
+
+async def _pipeline(settings: Settings, expect: int) -> tuple[float, float]:
+    from faust.contrib.asgi import faust_app_running
+
+    from streams.app import build_faust_app
+
+    services = await open_services(settings)
+    try:
+        app = build_faust_app(services)
+        async with faust_app_running(app, stop_timeout=30):
+            t_first = None
+            while True:
+                n = (await services.store.query("SELECT count() FROM samples"))[0][0]
+                if n and t_first is None:
+                    t_first, n_first = time.perf_counter(), n
+                if n >= expect:
+                    break
+                await asyncio.sleep(0.25)
+            elapsed = time.perf_counter() - t_first  # type: ignore[operator]
+            return (n - n_first) / elapsed if elapsed > 0 else float("nan"), elapsed
+    finally:
+        await services.aclose()
+
+
+async def pipeline(samples: int = 1_000_000, resources: int = 5000, batch: int = 500) -> dict[str, Any]:
+    """Run the pipeline scenario on a private embedded stack; return the figures."""
+    tmp = Path(tempfile.mkdtemp(prefix="opscenter-bench-"))
+    kport, rport = free_port(), free_port()
+    tansu = start_tansu("127.0.0.1", kport, tmp / "logs")
+    valkey = start_valkey("127.0.0.1", rport, tmp / "valkey", tmp / "logs")
+    try:
+        settings = Settings(
+            kafka_url=f"kafka://127.0.0.1:{kport}", redis_url=f"redis://127.0.0.1:{rport}/0",
+            data_dir=tmp, topic_partitions=4, demo=False, app_id="bench", ingest_batch_messages=200,
+        )  # fmt: skip
+        await create_topics(settings)
+        city = demo.city(resources)
+        produced = await _produce(settings, city, samples, batch)
+        ref = await _reference(settings, produced)
+        end_to_end, elapsed = await _pipeline(settings, produced)
+    finally:
+        tansu.stop()
+        valkey.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "scenario": "pipeline",
+        "samples": produced,
+        "resources": resources,
+        "batch_samples": batch,
+        "end_to_end_samples_s": round(end_to_end),
+        "reference_samples_s": round(ref),
+        "ratio": round(end_to_end / ref, 3),
+        "elapsed_s": round(elapsed, 2),
+        "goal_samples_s": GOAL_SAMPLES_S,
+        "goal_ratio": GOAL_RATIO,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "version": __version__,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def report(fig: dict[str, Any]) -> str:
+    ok = lambda v, g: "met" if v >= g else "NOT met"  # noqa: E731
+    return "\n".join([
+        f"pipeline: {fig['samples']:,} samples, {fig['resources']:,} resources, {fig['batch_samples']} per message",
+        f"  end to end  {fig['end_to_end_samples_s']:>12,} samples/s   goal {GOAL_SAMPLES_S:,}: "
+        f"{ok(fig['end_to_end_samples_s'], GOAL_SAMPLES_S)}",
+        f"  reference   {fig['reference_samples_s']:>12,} samples/s   (aiokafka + orjson, no processing)",
+        f"  ratio       {fig['ratio']:>12}             goal {GOAL_RATIO}: {ok(fig['ratio'], GOAL_RATIO)}",
+    ])  # fmt: skip
+
+
+def main(samples: int, resources: int, out_dir: Path = Path("bench/results")) -> dict[str, Any]:
+    fig = asyncio.run(pipeline(samples, resources))
+    print(report(fig))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"pipeline-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(fig, indent=2, ensure_ascii=False) + "\n")
+    print(f"  written to {path}")
+    return fig
