@@ -1,6 +1,6 @@
 """POST /api/v1/telemetry: a provider's batch over HTTP → telemetry.v1, checked first.
 
-Rejection policy (documented in docs/api.md): a request that is not JSON, or whose envelope
+Rejection policy (documented in docs/wire-formats.md): a request that is not JSON, or whose envelope
 is wrong, gets 400 with the reason. Samples are judged one by one: a sample for another
 provider's resource, an unregistered resource, a value out of range or a bad timestamp is
 listed in the response with its index and reason, and the other samples are accepted
@@ -69,7 +69,7 @@ async def post_telemetry(request: Request) -> JSONResponse:
     except msgspec.ValidationError as exc:  # (a subclass of DecodeError: first)
         metrics.http_ingest.labels(provider_id, "400").inc()
         return error(400, "schema", "批次格式错误", f"batch envelope: {exc}")
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         metrics.http_ingest.labels(provider_id, "400").inc()
         return error(400, "unparseable", "请求体不是有效的 JSON", f"body is not valid JSON: {exc}")
     if env.provider_id is not None and env.provider_id != provider_id:

@@ -51,6 +51,12 @@ class Resource:
 
 def apply_event(current: Resource | None, ev: LifecycleEvent) -> Resource:
     """Return the resource after ``ev``; raise :class:`LifecycleError` if the step is invalid."""
+    if ev.ts.tzinfo is None:
+        raise LifecycleError("ts needs a time zone")
+    if ev.spec is not None and (ev.spec.vcpu <= 0 or ev.spec.mem_gb <= 0 or ev.spec.storage_gb < 0):
+        raise LifecycleError(f"spec must have vcpu > 0, mem_gb > 0, storage_gb >= 0: {ev.spec}")
+    if ev.interval_s <= 0:
+        raise LifecycleError(f"interval_s must be > 0, not {ev.interval_s}")
     state = current.state if current else None
     if ev.type not in _ALLOWED[state]:
         raise LifecycleError(f"{ev.type!r} not allowed after {state or 'nothing'!r}")

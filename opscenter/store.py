@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -95,6 +96,28 @@ class AsyncStore:
             column_oriented=True,
             settings=settings,
         )
+
+    async def insert_retrying(
+        self, table: str, columns: Sequence[Sequence[Any]], names: Sequence[str], token: str | None = None,
+        max_delay_s: float = 5.0,
+    ) -> None:
+        """Insert until it lands (ClickHouse down: the caller is back-pressured, nothing is dropped)."""
+        from opscenter import metrics
+
+        delay = 0.1
+        while True:
+            t0 = time.perf_counter()
+            try:
+                await self.insert_columns(table, columns, names, token=token)
+                metrics.sink_seconds.labels(table).observe(time.perf_counter() - t0)
+                metrics.sink_batches.labels(table).inc()
+                metrics.sink_rows.labels(table).inc(len(columns[0]) if columns else 0)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried with the same token
+                metrics.sink_errors.labels(table).inc()
+                log.warning("insert into %s failed (%s); retrying in %.1fs", table, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay_s)
 
     async def ping(self) -> bool:
         try:

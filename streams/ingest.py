@@ -26,7 +26,7 @@ from opscenter.inventory import Registry
 from opscenter.store import AsyncStore
 from opscenter.wire import TOPIC_TELEMETRY, DeadLetter, DeadLetterSource, json_encoder
 from streams.live import LiveState
-from streams.validation import Limits, Reject, validate_batch
+from streams.validation import Columns, Limits, Reject, Validated, validate_batch
 from streams.windows import MinuteWindows
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class IngestPipeline:
     limits: Limits = Limits()
     windows: MinuteWindows = field(default_factory=MinuteWindows)
     retry_max_s: float = 5.0
+    chunk_messages: int = 100
     #: reads lifecycle.v1 up to its end; asked before a sample is rejected as unregistered
     registry_catch_up: Callable[[], Awaitable[bool]] | None = None
     clock: Callable[[], float] = time.time
@@ -100,7 +101,11 @@ class IngestPipeline:
 
     # -- the stage -------------------------------------------------------------------
     async def process(self, messages: Sequence[Message]) -> None:
-        """Handle one batch of messages; returns only when their samples are stored."""
+        """Handle one batch of messages; returns only when their samples are stored.
+
+        The batch is cut into chunks of ``chunk_messages`` (in source order, so a chunk's token
+        is stable): while chDB inserts one chunk on its thread, the next one is validated.
+        """
         if self._marks is None:
             self._marks = await self._load_marks()
         marks = self._marks
@@ -114,12 +119,55 @@ class IngestPipeline:
             fresh.append(m)
         if not fresh:
             return
-        validated = [(m, validate_batch(m.value, self.registry, now_ms, self.limits)) for m in fresh]
+        pending: asyncio.Future | None = None
+        stored: list[list] = [[] for _ in range(6)]  # ts, rid, provider, cpu, mem, storage for live state
+        try:
+            for i in range(0, len(fresh), self.chunk_messages):
+                chunk = fresh[i : i + self.chunk_messages]
+                cols, letters = await self._prepare(chunk, now_ms)
+                if letters:
+                    await asyncio.gather(*(self._send_dead_letter(d) for d in letters))
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(self._store(cols, chunk)) if cols[0] else None
+                for dest, src in zip(stored, cols[:6]):
+                    dest.extend(src)
+                if pending is None:
+                    self._advance(chunk)
+            if pending is not None:
+                await pending
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+        if stored[0]:
+            await self.live.publish_latest(stored[1], stored[2], stored[0], stored[3], stored[4], stored[5], now_ms)
+        await self.tick(now_ms)
+
+    def _advance(self, chunk: Sequence[Message]) -> None:
+        marks = self._marks if self._marks is not None else {}
+        for m in chunk:
+            key = (m.topic, m.partition)
+            marks[key] = max(marks.get(key, -1), m.offset)
+
+    async def _store(self, cols: list[list], chunk: Sequence[Message]) -> None:
+        await self._insert_samples(cols, chunk)
+        self._advance(chunk)
+
+    def _validate(self, m: Message, now_ms: int) -> Validated:
+        try:
+            return validate_batch(m.value, self.registry, now_ms, self.limits)
+        except Exception as exc:  # noqa: BLE001 - one bad message must never stop the worker
+            log.exception("message %s[%d]@%d could not be validated", m.topic, m.partition, m.offset)
+            return Validated("", "", Columns(), [Reject("schema", f"could not be processed: {exc!r}"[:500], m.value)])
+
+    async def _prepare(self, chunk: Sequence[Message], now_ms: int) -> tuple[list[list], list[DeadLetter]]:
+        """Validate, deduplicate and window one chunk: sample columns and dead letters."""
+        validated = [(m, self._validate(m, now_ms)) for m in chunk]
         if self.registry_catch_up is not None and any(
             r.reason == "unregistered_resource" for _, v in validated for r in v.rejects
         ):
             if await self.registry_catch_up():
-                validated = [(m, validate_batch(m.value, self.registry, now_ms, self.limits)) for m in fresh]
+                validated = [(m, self._validate(m, now_ms)) for m in chunk]
         duplicates = await self._duplicate_batches(validated)
 
         cols: list[list] = [[] for _ in SAMPLE_COLUMNS]
@@ -141,20 +189,11 @@ class IngestPipeline:
                 ):  # fmt: skip
                     dest.extend(src)
                 metrics.samples_consumed.labels(v.provider_id).inc(n)
-                if any(late):
-                    metrics.samples_late.labels(v.provider_id).inc(sum(late))
+                n_late = late.count(True)
+                if n_late:
+                    metrics.samples_late.labels(v.provider_id).inc(n_late)
             letters.extend(dead_letter(r, m, now_ms, i) for i, r in enumerate(rejects))
-
-        if letters:
-            await asyncio.gather(*(self._send_dead_letter(d) for d in letters))
-        if cols[0]:
-            await self._insert_samples(cols, fresh)
-        for m in fresh:
-            key = (m.topic, m.partition)
-            marks[key] = max(marks.get(key, -1), m.offset)
-        if cols[0]:
-            await self.live.publish_latest(cols[1], cols[2], cols[0], cols[3], cols[4], cols[5], now_ms)
-        await self.tick(now_ms)
+        return cols, letters
 
     async def tick(self, now_ms: int | None = None) -> None:
         """Close the live minute windows that are due and publish them."""
@@ -196,18 +235,5 @@ class IngestPipeline:
             lo_hi = spans.setdefault(m.partition, [m.offset, m.offset])
             lo_hi[0], lo_hi[1] = min(lo_hi[0], m.offset), max(lo_hi[1], m.offset)
         token = TOPIC_TELEMETRY + ";" + ";".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(spans.items()))
-        delay = 0.1
-        while True:
-            t0 = time.perf_counter()
-            try:
-                await self.store.insert_columns("samples", cols, SAMPLE_COLUMNS, token=token)
-                break
-            except Exception as exc:  # noqa: BLE001 - ClickHouse down: back-pressure, retry
-                metrics.sink_errors.labels("samples").inc()
-                log.warning("insert into samples failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
-        metrics.sink_seconds.labels("samples").observe(time.perf_counter() - t0)
-        metrics.sink_batches.labels("samples").inc()
-        metrics.sink_rows.labels("samples").inc(len(cols[0]))
+        await self.store.insert_retrying("samples", cols, SAMPLE_COLUMNS, token=token, max_delay_s=self.retry_max_s)
         metrics.sink_lag_seconds.labels("samples").set(max(0.0, (cols[9][0] - max(cols[0])) / 1000))

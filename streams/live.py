@@ -1,8 +1,9 @@
 """Live state in Redis: the latest sample and minute of every resource, plus a pub/sub notice.
 
-Keys (all values are set, never added, so a replay rewrites the same state):
-  opscenter:live:res:<resource_id>     hash  cpu, mem, storage, ts_ms, provider
-  opscenter:live:minute:<resource_id>  hash  the last closed 1-minute rollup
+Keys (all values are set, never added, so a replay rewrites the same state; values are JSON,
+written with one MSET per batch — per-key commands cost more than everything else here):
+  opscenter:live:res:<resource_id>     {"provider", "ts_ms", "cpu", "mem", "storage"}
+  opscenter:live:minute:<resource_id>  the newest closed 1-minute rollup of the resource
   opscenter:live:seq                   int   sequence number of live notices
 Channel ``opscenter:live`` carries one JSON notice per processed batch:
   {"type": "telemetry", "seq": n, "ts_ms": t, "resources": [[id, cpu, mem, storage, ts_ms], ...]}
@@ -11,7 +12,6 @@ Channel ``opscenter:live`` carries one JSON notice per processed batch:
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Sequence
 
 import orjson
@@ -51,37 +51,43 @@ class LiveState:
                 latest[rid] = (pid, t, c, m, s)
         if not latest:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        values: dict[str, bytes] = {}
         rows = []
         for rid, (pid, t, c, m, s) in latest.items():
-            pipe.hset(RES_PREFIX + rid, mapping={"provider": pid, "ts_ms": t, "cpu": c, "mem": m, "storage": s})
+            values[RES_PREFIX + rid] = orjson.dumps({"provider": pid, "ts_ms": t, "cpu": c, "mem": m, "storage": s})
             rows.append([rid, round(c, 2), round(m, 2), round(s, 2), t])
-        await pipe.execute()
+        await self.redis.mset(values)
         for i in range(0, len(rows), NOTICE_CHUNK):
             await self._notice({"type": "telemetry", "ts_ms": now_ms, "resources": rows[i : i + NOTICE_CHUNK]})
 
     async def publish_minutes(self, rollups: Sequence[MinuteRollup], now_ms: int) -> None:
-        if not rollups:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        docs = []
+        """Publish the newest closed minute of each resource (older ones, e.g. a backfill's, are stored
+        in ClickHouse by the rollup views and are not live news)."""
+        newest: dict[str, MinuteRollup] = {}
         for r in rollups:
-            doc = asdict(r)
-            pipe.hset(MINUTE_PREFIX + r.resource_id, mapping=doc)
-            docs.append(doc)
-        await pipe.execute()
+            cur = newest.get(r.resource_id)
+            if cur is None or r.minute_ms > cur.minute_ms:
+                newest[r.resource_id] = r
+        if not newest:
+            return
+        docs = [orjson.dumps(r) for r in newest.values()]  # orjson serialises dataclasses natively
+        await self.redis.mset({MINUTE_PREFIX + rid: d for rid, d in zip(newest, docs)})
         for i in range(0, len(docs), NOTICE_CHUNK):
-            await self._notice({"type": "minute", "ts_ms": now_ms, "rollups": docs[i : i + NOTICE_CHUNK]})
+            body = b",".join(docs[i : i + NOTICE_CHUNK])
+            await self._notice({"type": "minute", "ts_ms": now_ms, "rollups": orjson.Fragment(b"[" + body + b"]")})
 
     async def _notice(self, doc: dict) -> None:
         doc["seq"] = await self.redis.incr(SEQ_KEY)
         await self.redis.publish(CHANNEL, orjson.dumps(doc))
 
 
-async def latest(redis: Redis, resource_id: str) -> dict[str, str] | None:
-    """The live hash of one resource (strings, as Redis returns them), or None."""
-    raw = await redis.hgetall(RES_PREFIX + resource_id)
-    if not raw:
-        return None
-    return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
-            for k, v in raw.items()}  # fmt: skip
+async def latest(redis: Redis, resource_id: str) -> dict | None:
+    """The live value of one resource, or None."""
+    raw = await redis.get(RES_PREFIX + resource_id)
+    return None if raw is None else orjson.loads(raw)
+
+
+async def latest_minute(redis: Redis, resource_id: str) -> dict | None:
+    """The newest closed 1-minute rollup of one resource, or None."""
+    raw = await redis.get(MINUTE_PREFIX + resource_id)
+    return None if raw is None else orjson.loads(raw)

@@ -89,8 +89,8 @@ class RegistryStage:
             metrics.messages_consumed.labels(m.topic).inc()
             try:
                 ev = lifecycle_decoder.decode(m.value)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                reason = "unparseable" if isinstance(exc, msgspec.DecodeError) else "schema"
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                reason = "schema" if isinstance(exc, msgspec.ValidationError) else "unparseable"
                 await self._reject(Reject(reason, str(exc), m.value), m, now_ms)
                 continue
             if ev.event_id in self.seen:
@@ -112,8 +112,9 @@ class RegistryStage:
             inv_rows.append(resource_row(res, now_ms * 1000 + len(inv_rows)))
             changed.append(res)
         if events:
-            await self.store.insert_columns("lifecycle_events", list(zip(*events)), EVENT_COLUMNS)
-            await self.store.insert_columns("inventory", list(zip(*inv_rows)), INVENTORY_COLUMNS)
+            # Replacing tables keyed on the event / resource: a retried insert adds nothing
+            await self.store.insert_retrying("lifecycle_events", list(zip(*events)), EVENT_COLUMNS)
+            await self.store.insert_retrying("inventory", list(zip(*inv_rows)), INVENTORY_COLUMNS)
             pipe = self.redis.pipeline(transaction=False)
             for r in changed:
                 pipe.publish(INVENTORY_CHANNEL, resource_json(r))
@@ -140,13 +141,13 @@ async def store_dead_letters(store: AsyncStore, messages: Sequence[Message]) -> 
     for m in messages:
         try:
             d = deadletter_decoder.decode(m.value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, UnicodeDecodeError):
             log.error("undecodable dead letter at %s[%d]@%d dropped", m.topic, m.partition, m.offset)
             continue
         rows.append([_ms(d.ingest_ts), d.reason, d.detail, d.provider_id, d.batch_id, d.payload,
                      d.source.topic, d.source.partition, d.source.offset, d.index])  # fmt: skip
     if rows:
-        await store.insert_columns("deadletters", list(zip(*rows)), DEADLETTER_COLUMNS)
+        await store.insert_retrying("deadletters", list(zip(*rows)), DEADLETTER_COLUMNS)
 
 
 class LifecycleReader:
@@ -211,7 +212,7 @@ class LifecycleReader:
     def _apply(self, value: bytes) -> bool:
         try:
             ev = lifecycle_decoder.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return False  # the agent dead-letters it
         if ev.event_id in self.seen or ev.event_id in self.applied_here:
             return False

@@ -105,6 +105,8 @@ def decode_samples_one_by_one(raw_samples: list[object]) -> list[Sample | Reject
             out.append(_sample_decoder.decode(payload))
         except msgspec.ValidationError as exc:
             out.append(Reject("schema", str(exc), payload))
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            out.append(Reject("unparseable", str(exc), payload))
     return out
 
 
@@ -140,7 +142,7 @@ def validate_batch(
                 [Reject("schema", f"batch envelope: {exc}", raw)],
             )
         samples = decode_samples_one_by_one(raw_samples)
-    except msgspec.DecodeError as exc:  # not JSON, not UTF-8
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # not JSON; not UTF-8 (even inside a string)
         return Validated("", "", good, [Reject("unparseable", str(exc), raw)])
     rejects: list[Reject] = []
     if len(samples) > limits.max_samples:
@@ -148,6 +150,48 @@ def validate_batch(
             Reject("too_large", f"{len(samples)} samples > {limits.max_samples}", raw, provider_id, batch_id)
         )
         return Validated(provider_id, batch_id, good, rejects)
+    # Fast path inlined (this loop runs once per sample); the detailed checks run only on failure.
+    hi_ms = now_ms + limits.max_future_s * 1000
+    lo_ms = now_ms - limits.retention_days * 86_400_000
+    get = registry.get
+    ts_out, rid_out, cpu_out, mem_out, sto_out = good.ts_ms, good.resource_id, good.cpu, good.mem, good.storage
+    rx_out, tx_out = good.net_rx, good.net_tx
+    for s in samples:
+        if isinstance(s, Reject):
+            s.provider_id, s.batch_id = provider_id, batch_id
+            rejects.append(s)
+            continue
+        ts = s.ts
+        c, m, st, rx, tx = s.cpu_pct, s.mem_pct, s.storage_pct, s.net_rx_kbps, s.net_tx_kbps
+        res = get(s.resource_id)
+        t = int(ts.timestamp() * 1000) if ts.tzinfo is not None else -1
+        if (
+            t < lo_ms
+            or t > hi_ms
+            or not (0.0 <= c <= 100.0 and 0.0 <= m <= 100.0 and 0.0 <= st <= 100.0)
+            or (rx is not None and not (0.0 <= rx < math.inf))
+            or (tx is not None and not (0.0 <= tx < math.inf))
+            or res is None
+            or res.provider_id != provider_id
+            or res.state not in SUPERVISED_STATES
+        ):
+            try:
+                problem = check_sample(s, now_ms, limits) or registry_check(s, provider_id, registry)
+            except ValueError as exc:
+                problem = ("schema", str(exc))
+            if problem is None:  # pragma: no cover - the fast test and the detailed checks disagree
+                problem = ("schema", "sample failed validation")
+            rejects.append(Reject(problem[0], problem[1], msgspec.json.encode(s), provider_id, batch_id))
+            continue
+        ts_out.append(t)
+        rid_out.append(s.resource_id)
+        cpu_out.append(c)
+        mem_out.append(m)
+        sto_out.append(st)
+        rx_out.append(rx)
+        tx_out.append(tx)
+    good.provider_id = [provider_id] * len(ts_out)
+    return Validated(provider_id, batch_id, good, rejects)
     for s in samples:
         if isinstance(s, Reject):
             s.provider_id, s.batch_id = provider_id, batch_id

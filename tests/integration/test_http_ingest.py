@@ -86,6 +86,7 @@ async def _accepts_lists_rejects_and_stores(services: Services, client: httpx.As
         ({"authorization": "Bearer tok-kiosk"}, b"{}", 403, "forbidden"),
         ({"authorization": "Bearer tok-p1"}, b"{oops", 400, "unparseable"),
         ({"authorization": "Bearer tok-p1"}, b'{"samples": []}', 400, "schema"),
+        ({"authorization": "Bearer tok-p1"}, b'{"batch_id": "\xff", "samples": []}', 400, "unparseable"),
         ({"authorization": "Bearer tok-p1"}, b'{"provider_id": "p2", "batch_id": "x", "samples": []}', 403,
          "foreign_provider"),
     ],

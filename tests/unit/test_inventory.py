@@ -56,3 +56,19 @@ def test_other_provider_cannot_touch_resource() -> None:
 def test_new_resource_needs_spec() -> None:
     with pytest.raises(LifecycleError, match="spec"):
         Registry().apply(ev("applied", 0))
+
+
+@pytest.mark.parametrize(
+    "spec, ts, interval_s",
+    [
+        (Spec(0, 8, 100), T, 15),
+        (Spec(4, -1, 100), T, 15),
+        (Spec(4, 8, -5), T, 15),
+        (Spec(4, 8, 100), T.replace(tzinfo=None), 15),
+        (Spec(4, 8, 100), T, 0),
+    ],
+)
+def test_bad_specs_times_and_intervals_are_refused(spec: Spec, ts: datetime, interval_s: int) -> None:
+    bad = LifecycleEvent("e", "r1", "delivered", ts, "p1", spec=spec, interval_s=interval_s)
+    with pytest.raises(LifecycleError):
+        Registry().apply(bad)

@@ -106,3 +106,16 @@ def test_huge_integer_does_not_crash(registry: Registry) -> None:
           b'"cpu_pct":1' + b"0" * 40 + b',"mem_pct":1,"storage_pct":1}]}'
     v = validate_batch(raw, registry, NOW_MS)
     assert len(v.rejects) == 1 and v.rejects[0].reason in {"unparseable", "schema", "out_of_range"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"provider_id":"p\xff","batch_id":"b","samples":[]}',  # invalid UTF-8 inside a string
+        b'{"provider_id":"p1","batch_id":"b","samples":[{"resource_id":"r\xc3(","ts":"2026-11-24T07:59:00Z",'
+        b'"cpu_pct":1,"mem_pct":1,"storage_pct":1}]}',
+    ],
+)
+def test_invalid_utf8_inside_strings_is_unparseable_not_a_crash(registry: Registry, raw: bytes) -> None:
+    v = validate_batch(raw, registry, NOW_MS)
+    assert [r.reason for r in v.rejects] == ["unparseable"]
