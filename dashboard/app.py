@@ -153,6 +153,10 @@ def build_app(services: Any) -> Starlette:
         Route("/api/v1/telemetry", bearer("provider")(post_telemetry), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    from dashboard.api import ROUTES
+
+    for domain_routes in ROUTES:
+        routes[-1:-1] = domain_routes()  # before the static mount
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.services = services
     app.state.tokens = TokenStore(services.store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -56,6 +57,8 @@ class Services:
     ingest: IngestPipeline
     registry_stage: RegistryStage
     lifecycle_reader: LifecycleReader
+    #: per-domain state (utilization windows, SLA clocks, alert state, …), keyed by domain name
+    domains: dict[str, Any] = field(default_factory=dict)
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:

@@ -102,6 +102,28 @@ class DeadLetter(msgspec.Struct):
     v: int = 1
 
 
+class Event(msgspec.Struct, omit_defaults=True):
+    """events.v1: something the product noticed (band change, SLA breach, nodata, …).
+
+    Consumed by the alert agent and the live feed. ``kind`` names the event type (see
+    docs/wire-formats.md); ``labels`` carry provider/unit/district/resource/severity for
+    routing; ``data`` carries the kind-specific figures. Kafka key: the subject
+    (resource id, incident id, …), so one subject's events stay in order.
+    """
+
+    event_id: str  # stable: a redelivery or a replay produces the same id
+    kind: str
+    ts: datetime
+    subject: str
+    provider_id: str = ""
+    unit_id: str = ""
+    district_id: str = ""
+    resource_id: str = ""
+    severity: str = ""
+    data: dict[str, object] = {}
+    v: int = 1
+
+
 # Reasons a sample or message is dead-lettered; machine-readable, stable.
 REASONS = (
     "unparseable",  # not JSON / not UTF-8
@@ -121,6 +143,7 @@ json_encoder = msgspec.json.Encoder()
 telemetry_decoder = msgspec.json.Decoder(TelemetryBatch)
 lifecycle_decoder = msgspec.json.Decoder(LifecycleEvent)
 deadletter_decoder = msgspec.json.Decoder(DeadLetter)
+event_decoder = msgspec.json.Decoder(Event)
 
 TELEMETRY_SHARDS = 16
 

@@ -86,6 +86,12 @@ def build_faust_app(services: Any) -> faust.App:
         except Exception:  # noqa: BLE001
             log.exception("consumer lag update failed")
 
+    # Domain agents (utilization, SLA, alerts, …): one module each, listed in streams/domains.py.
+    from streams.domains import DOMAINS
+
+    for register in DOMAINS:
+        register(app, services)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: faust.App, revoked: Any, **kwargs: Any) -> None:
         services.ingest.forget_marks()
