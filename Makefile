@@ -15,6 +15,7 @@ venv: $(BIN)/python
 
 venv-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	./scripts/ensure-browser.sh
 
 ## make run: create the virtualenv, install, and start the whole embedded stack with the simulator
 run: venv

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from starlette.staticfiles import StaticFiles
 
 from opscenter import metrics
 from opscenter.tokens import TokenStore
+from dashboard.feed import LiveHub
 from dashboard.ingest import error, post_telemetry
 
 STATIC = Path(__file__).parent / "static"
@@ -141,10 +144,43 @@ async def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html")
 
 
+async def org_names(services: Any) -> tuple[dict[str, str], list[str]]:
+    """Display names of providers, districts and units (Chinese), and the district ids, from ``orgs``."""
+    rows = await services.store.query(
+        "SELECT org_id, argMax(name_zh, version), argMax(kind, version) FROM orgs GROUP BY org_id"
+    )
+    return {org_id: name for org_id, name, _ in rows}, sorted(o for o, _, kind in rows if kind == "district")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Start the live feed hub of this web process; stop it on shutdown."""
+    services = app.state.services
+    names, districts = await org_names(services)
+    hub = LiveHub(services.redis, services.registry, names, districts)
+    await hub.start()
+    app.state.hub = hub
+    try:
+        yield
+    finally:
+        await hub.stop()
+
+
+async def wall(request: Request) -> Response:
+    return FileResponse(STATIC / "wall.html")
+
+
+async def live_ws(websocket: WebSocket) -> None:
+    await websocket.app.state.hub.serve(websocket)
+
+
 def build_app(services: Any) -> Starlette:
     """The Starlette app over one process's :class:`~opscenter.services.Services`."""
     routes = [
         Route("/", index),
+        Route("/wall", wall),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+        WebSocketRoute("/ws/live", live_ws),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
@@ -157,7 +193,7 @@ def build_app(services: Any) -> Starlette:
 
     for domain_routes in ROUTES:
         routes[-1:-1] = domain_routes()  # before the static mount
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)
     app.state.services = services
     app.state.tokens = TokenStore(services.store)
     return app

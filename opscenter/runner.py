@@ -37,7 +37,7 @@ def _stop_event() -> asyncio.Event:
 
 def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning", ws="websockets-sansio")
+        uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", ws="websockets-sansio")
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign] - signals are ours
     return server

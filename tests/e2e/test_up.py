@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from opscenter import demo
-from opscenter.embedded import free_port
+from tests.e2e.conftest import Up
 
 pytestmark = pytest.mark.slow
 
@@ -40,35 +40,10 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, dict[str, str], Path]]:
-    cwd = tmp_path_factory.mktemp("up")
-    env = {
-        **os.environ,
-        "OPSCENTER_KAFKA_PORT": str(free_port()),
-        "OPSCENTER_REDIS_PORT": str(free_port()),
-        "OPSCENTER_WEB_PORT": str(free_port()),
-        "OPSCENTER_SIMULATE_RESOURCES": "60",
-    }
-    for k in ("OPSCENTER_KAFKA_URL", "OPSCENTER_REDIS_URL", "OPSCENTER_CLICKHOUSE_DSN", "OPSCENTER_DATA_DIR"):
-        env.pop(k, None)
-    log = cwd / "up.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "opscenter.cli", "up"], cwd=cwd, env=env, stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{env['OPSCENTER_WEB_PORT']}"
-    deadline = time.monotonic() + 90
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{base}/api/v1/status", timeout=2).json().get("resources") == 60:
-                break
-        except (httpx.HTTPError, ValueError):
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.3)
-    yield proc, env, log
-    if proc.poll() is None:
-        proc.kill()
+    u = Up(tmp_path_factory.mktemp("up"))
+    u.start()
+    yield u.proc, u.env, u.log  # type: ignore[misc]
+    u.kill()
 
 
 def test_banner_names_urls_and_demo_tokens(up) -> None:  # type: ignore[no-untyped-def]

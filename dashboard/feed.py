@@ -1,0 +1,281 @@
+"""The live feed: one Redis subscription per web process, fanned out to websocket clients.
+
+Every client gets *frames*: the whole screen state (districts and units with their
+capacity-weighted utilization and band, totals, pipeline rate, the recent history of state
+changes), at most ``frame_interval_s`` apart and only when something changed. A frame is a
+complete picture, so a slow client is coalesced — it always gets the newest frame and never
+a backlog — and can never hold up the others. Frames carry a sequence number; a client that
+sees a gap (or reconnects) simply takes the next frame, or asks ``{"type": "snapshot"}``.
+The server sends a heartbeat every ``heartbeat_s`` and forgets clients that vanish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from opscenter import __version__
+from opscenter.inventory import Registry
+from streams.live import CHANNEL as LIVE_CHANNEL
+from streams.live import RES_PREFIX
+
+log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "opscenter:events"  # band changes, SLA events, … (published by the domains)
+ALERTS_CHANNEL = "opscenter:alerts"  # alert notices (published by the alert agent)
+LOW_PCT, HIGH_PCT = 20.0, 80.0
+STALE_MS = 120_000  # a resource silent this long is not "reporting"
+
+
+def band(value: float | None, low: float = LOW_PCT, high: float = HIGH_PCT) -> str:
+    """The §29 band of a utilization figure (no hysteresis: the screen shows the value's band)."""
+    if value is None:
+        return "none"
+    return "low" if value < low else "high" if value > high else "normal"
+
+
+@dataclass
+class _Agg:
+    weight: float = 0.0
+    cpu: float = 0.0
+    mem: float = 0.0
+    storage: float = 0.0
+    w_mem: float = 0.0
+    w_sto: float = 0.0
+    resources: int = 0
+    reporting: int = 0
+
+
+def aggregate(
+    latest: dict[str, tuple[float, float, float, int]], registry: Registry, now_ms: int
+) -> tuple[dict[str, _Agg], dict[str, _Agg]]:
+    """Capacity-weighted live utilization per district and per unit (weights: vCPU, GB, GB)."""
+    districts: dict[str, _Agg] = {}
+    units: dict[str, _Agg] = {}
+    for res in registry.all():
+        if res.state == "deregistered":
+            continue
+        for key, table in ((res.district_id, districts), (res.unit_id, units)):
+            agg = table.get(key)
+            if agg is None:
+                agg = table[key] = _Agg()
+            agg.resources += 1
+            value = latest.get(res.resource_id)
+            if value is None or now_ms - value[3] > STALE_MS:
+                continue
+            agg.reporting += 1
+            agg.weight += res.vcpu
+            agg.cpu += value[0] * res.vcpu
+            agg.w_mem += res.mem_gb
+            agg.mem += value[1] * res.mem_gb
+            agg.w_sto += res.storage_gb
+            agg.storage += value[2] * res.storage_gb
+    return districts, units
+
+
+def _figures(agg: _Agg) -> dict[str, Any]:
+    cpu = agg.cpu / agg.weight if agg.weight else None
+    mem = agg.mem / agg.w_mem if agg.w_mem else None
+    sto = agg.storage / agg.w_sto if agg.w_sto else None
+    worst = max((v for v in (cpu, mem, sto) if v is not None), default=None)
+    bands = {band(v) for v in (cpu, mem, sto) if v is not None}
+    overall = "high" if "high" in bands else "low" if bands == {"low"} else "normal" if bands else "none"
+    return {
+        "cpu": None if cpu is None else round(cpu, 1),
+        "mem": None if mem is None else round(mem, 1),
+        "storage": None if sto is None else round(sto, 1),
+        "peak": None if worst is None else round(worst, 1),
+        "band": overall,
+        "resources": agg.resources,
+        "reporting": agg.reporting,
+    }
+
+
+@dataclass(eq=False)  # identity: clients live in a set
+class _Client:
+    ws: WebSocket
+    frame: bytes | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LiveHub:
+    """Follows Redis and serves frames to every connected screen of this web process."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        registry: Registry,
+        names: dict[str, str],
+        districts: list[str] | None = None,
+        frame_interval_s: float = 0.25,
+        heartbeat_s: float = 10.0,
+        history: int = 30,
+    ) -> None:
+        self.redis, self.registry, self.names = redis, registry, names
+        self.district_ids = list(districts or [])  # shown even while they have no resources
+        self.frame_interval_s, self.heartbeat_s = frame_interval_s, heartbeat_s
+        self.latest: dict[str, tuple[float, float, float, int]] = {}
+        self.history: deque[dict[str, Any]] = deque(maxlen=history)
+        self.clients: set[_Client] = set()
+        self.seq = 0
+        self._dirty = True
+        self._samples: deque[tuple[float, int]] = deque(maxlen=2000)  # (monotonic, samples) for the rate
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._load()
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="live-follow"),
+            asyncio.create_task(self._frames(), name="live-frames"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _load(self) -> None:
+        """The live value of every resource, from Redis (so a restarted web process shows data at once)."""
+        keys = [RES_PREFIX + r.resource_id for r in self.registry.all()]
+        for i in range(0, len(keys), 1000):
+            chunk = keys[i : i + 1000]
+            for key, raw in zip(chunk, await self.redis.mget(chunk)):
+                if raw:
+                    d = orjson.loads(raw)
+                    self.latest[key[len(RES_PREFIX) :]] = (d["cpu"], d["mem"], d["storage"], d["ts_ms"])
+
+    async def _follow(self) -> None:
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(LIVE_CHANNEL, EVENTS_CHANNEL, ALERTS_CHANNEL)
+                async for msg in pubsub.listen():
+                    if msg.get("type") == "message":
+                        self._apply(msg["channel"], msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis restarting: resubscribe, reload
+                log.warning("live feed lost Redis (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                try:
+                    await self._load()
+                except Exception:  # noqa: BLE001
+                    pass
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _apply(self, channel: bytes | str, data: bytes) -> None:
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        doc = orjson.loads(data)
+        if channel == LIVE_CHANNEL and doc.get("type") == "telemetry":
+            rows = doc.get("resources", [])
+            for rid, cpu, mem, sto, ts in rows:
+                self.latest[rid] = (cpu, mem, sto, ts)
+            self._samples.append((time.monotonic(), len(rows)))
+            self._dirty = True
+        elif channel in (EVENTS_CHANNEL, ALERTS_CHANNEL):
+            self.history.appendleft({"channel": channel.rsplit(":", 1)[-1], **doc})
+            self._dirty = True
+
+    # -- frames ---------------------------------------------------------------------
+    def frame(self, now_ms: int | None = None) -> dict[str, Any]:
+        """The whole screen state now."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        districts, units = aggregate(self.latest, self.registry, now_ms)
+        for d in self.district_ids:
+            districts.setdefault(d, _Agg())
+        cutoff = time.monotonic() - 60
+        recent = sum(n for t, n in self._samples if t >= cutoff)
+        return {
+            "type": "frame",
+            "version": __version__,
+            "ts_ms": now_ms,
+            "districts": sorted(
+                ({"id": k, "name": self.names.get(k, k), **_figures(v)} for k, v in districts.items()),
+                key=lambda d: d["id"],
+            ),
+            "units": sorted(
+                ({"id": k, "name": self.names.get(k, k), **_figures(v)} for k, v in units.items()),
+                key=lambda d: -(d["peak"] or -1),
+            ),
+            "hot": self._hot(),
+            "totals": {
+                "resources": sum(d.resources for d in districts.values()),
+                "reporting": sum(d.reporting for d in districts.values()),
+                "updated_last_minute": recent,  # resource updates seen in the last minute
+            },
+            "history": list(self.history),
+        }
+
+    def _hot(self, n: int = 6) -> list[dict[str, Any]]:
+        """The busiest resources by cpu (names are provider-supplied: the page renders them as text)."""
+        top = sorted(self.latest.items(), key=lambda kv: (-kv[1][0], -kv[1][3]))[:n]  # ties: newest first
+        out = []
+        for rid, (cpu, mem, sto, ts) in top:
+            res = self.registry.get(rid)
+            out.append({"id": rid, "name": res.name if res else rid, "cpu": round(cpu, 1),
+                        "mem": round(mem, 1), "band": band(cpu)})  # fmt: skip
+        return out
+
+    def _encode(self) -> bytes:
+        self.seq += 1
+        return orjson.dumps({**self.frame(), "seq": self.seq})
+
+    async def _frames(self) -> None:
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(self.frame_interval_s)
+            beat = time.monotonic() - last_beat >= self.heartbeat_s
+            if not (self._dirty or beat) or not self.clients:
+                continue
+            self._dirty = False
+            last_beat = time.monotonic()
+            payload = self._encode()  # encoded once, shared by every client
+            for c in self.clients:
+                c.frame = payload  # coalesce: a slow client only ever has the newest frame waiting
+                c.ready.set()
+
+    # -- one websocket ----------------------------------------------------------------
+    async def serve(self, ws: WebSocket) -> None:
+        await ws.accept()
+        client = _Client(ws, frame=self._encode())
+        client.ready.set()
+        self.clients.add(client)
+
+        async def sender() -> None:
+            while True:
+                await client.ready.wait()
+                client.ready.clear()
+                payload, client.frame = client.frame, None
+                if payload is not None:
+                    await asyncio.wait_for(ws.send_text(payload.decode()), timeout=10)
+
+        async def receiver() -> None:
+            while True:
+                msg = await ws.receive_json()
+                if isinstance(msg, dict) and msg.get("type") == "snapshot":
+                    client.frame = self._encode()
+                    client.ready.set()
+
+        tasks = [asyncio.create_task(sender()), asyncio.create_task(receiver())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except (WebSocketDisconnect, asyncio.TimeoutError):
+            pass
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.clients.discard(client)

@@ -1,0 +1,143 @@
+// Wall screen client: websocket frames → DOM (text only: provider-supplied names are never HTML).
+"use strict";
+const params = new URLSearchParams(location.search);
+const ROTATE_S = Number(params.get("rotate") || 30);
+let ws = null, backoff = 500, lastSeq = 0, version = null, lastFrame = null;
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+function pct(v) { return v === null || v === undefined ? "–" : `${v.toFixed(0)}%`; }
+
+function tickClock() {
+  const now = new Date();
+  const opts = { timeZone: "Asia/Shanghai", hour12: false };
+  document.getElementById("clock").textContent = now.toLocaleTimeString("zh-CN", opts);
+  document.getElementById("date").textContent = now.toLocaleDateString(lang() === "en" ? "en-GB" : "zh-CN",
+    { ...opts, year: "numeric", month: "long", day: "numeric", weekday: "long" });
+  renderAssurance();
+}
+
+function renderDistricts(list) {
+  const root = document.getElementById("districts");
+  root.replaceChildren(...list.map((d) => {
+    const tile = el("div", `tile ${d.band}`);
+    tile.dataset.district = d.id;
+    tile.append(el("div", "tile-name", d.name));
+    tile.append(el("div", "tile-value", pct(d.peak)));
+    tile.append(el("div", "tile-sub",
+      `${t("cpu")} ${pct(d.cpu)} · ${t("mem")} ${pct(d.mem)} · ${t("storage")} ${pct(d.storage)}`));
+    tile.append(el("div", "tile-sub", `${d.reporting}/${d.resources} · ${t("band_" + d.band)}`));
+    return tile;
+  }));
+}
+
+function renderUnits(list) {
+  const root = document.getElementById("units");
+  root.replaceChildren(...list.slice(0, 24).map((u) => {
+    const row = el("div", "unit");
+    row.append(el("span", "name", u.name));
+    const bar = el("div", "bar"); const fill = el("i", u.band);
+    fill.style.width = `${Math.min(100, u.peak || 0)}%`;
+    bar.append(fill); row.append(bar);
+    row.append(el("span", `v ${u.band}`, pct(u.peak)));
+    return row;
+  }));
+}
+
+function renderHot(list) {
+  document.getElementById("hot").replaceChildren(...list.map((h) => {
+    const li = el("li");
+    li.dataset.resource = h.id;
+    li.append(el("span", "name", h.name));
+    li.append(el("span", `v ${h.band}`, pct(h.cpu)));
+    return li;
+  }));
+}
+
+function renderHistory(list) {
+  document.getElementById("history-empty").classList.toggle("hidden", list.length > 0);
+  document.getElementById("history").replaceChildren(...list.slice(0, 8).map((h) => {
+    const li = el("li");
+    const when = h.ts ? new Date(h.ts).toLocaleTimeString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : "";
+    const what = (lang() === "en" ? h.summary_en : h.summary_zh) || `${h.kind || h.state || ""} ${h.subject || ""}`;
+    li.append(el("span", "what", what));
+    li.append(el("span", "when", when));
+    return li;
+  }));
+}
+
+function renderAssurance() {
+  const box = document.getElementById("assurance");
+  const a = lastFrame && lastFrame.assurance;
+  if (!a) { box.classList.add("hidden"); return; }
+  box.classList.remove("hidden");
+  document.getElementById("assurance-name").textContent = a.name;
+  const left = Math.max(0, a.end_ms - Date.now());
+  const h = Math.floor(left / 3600000), m = Math.floor((left % 3600000) / 60000);
+  document.getElementById("assurance-left").textContent = lang() === "en" ? `${h} h ${m} min` : `${h} 小时 ${m} 分`;
+}
+
+function render(f) {
+  lastFrame = f;
+  renderDistricts(f.districts);
+  renderUnits(f.units);
+  renderHot(f.hot);
+  renderHistory(f.history);
+  renderAssurance();
+  document.getElementById("k-resources").textContent = f.totals.resources.toLocaleString("zh-CN");
+  document.getElementById("k-reporting").textContent = f.totals.reporting.toLocaleString("zh-CN");
+  document.getElementById("k-rate").textContent = f.totals.updated_last_minute.toLocaleString("zh-CN");
+  document.getElementById("seq").textContent = `#${f.seq}`;
+}
+
+function setConn(on) {
+  const c = document.getElementById("conn");
+  c.className = `conn ${on ? "on" : "off"}`;
+  c.dataset.t = on ? "online" : "offline";
+  c.textContent = t(c.dataset.t);
+}
+
+function connect() {
+  ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/live`);
+  ws.onopen = () => { backoff = 500; setConn(true); };
+  ws.onmessage = (msg) => {
+    const f = JSON.parse(msg.data);
+    if (f.type !== "frame") return;
+    if (version && f.version !== version) { location.reload(); return; }  // a new version was deployed
+    version = f.version;
+    lastSeq = f.seq;  // frames are complete pictures: a gap in seq loses nothing
+    render(f);
+  };
+  ws.onclose = () => {
+    setConn(false);
+    lastSeq = 0;
+    setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, 10000);
+  };
+}
+
+function rotate() {
+  if (!(ROTATE_S > 0)) return;
+  const views = [...document.querySelectorAll(".view")];
+  setInterval(() => {
+    const i = views.findIndex((v) => v.classList.contains("active"));
+    views[i].classList.remove("active");
+    views[(i + 1) % views.length].classList.add("active");
+  }, ROTATE_S * 1000);
+}
+
+document.getElementById("lang").addEventListener("click", () => {
+  localStorage.setItem("lang", lang() === "en" ? "zh" : "en");
+  applyLang();
+  if (lastFrame) render(lastFrame);
+  tickClock();
+});
+applyLang();
+tickClock();
+setInterval(tickClock, 1000);
+rotate();
+connect();

@@ -1,0 +1,152 @@
+"""The wall screen in real headless Chromium against `opscenter up` (screenshots in test-artifacts/)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from playwright.async_api import expect
+
+from opscenter.wire import TOPIC_LIFECYCLE, TOPIC_TELEMETRY, LifecycleEvent, Spec, json_encoder, shard_key
+from tests.e2e.conftest import Up
+from tests.integration.helpers import telemetry
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (scripts/ensure-browser.sh)"),
+]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    u = Up(tmp_path_factory.mktemp("wall"), resources=60)
+    u.start("--simulate")
+    yield u
+    u.kill()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator:  # type: ignore[type-arg]
+    from playwright.async_api import async_playwright  # noqa: PLC0415
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+async def _page(browser, up: Up, width: int = 1920, height: int = 1080):  # type: ignore[no-untyped-def]
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), asyncio.ensure_future(d.dismiss())))
+    page.dialogs = dialogs  # type: ignore[attr-defined]
+    await page.goto(f"{up.base}/wall?rotate=0")
+    await page.wait_for_selector(".tile .tile-value", timeout=15_000)
+    return page
+
+
+async def _produce(up: Up, messages: list[tuple[str, bytes, bytes]]) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=up.kafka, acks="all")
+    await p.start()
+    try:
+        for topic, key, value in messages:
+            await p.send_and_wait(topic, value, key=key)
+    finally:
+        await p.stop()
+
+
+async def test_wall_renders_city_at_1080p_and_4k_without_scrollbars(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    for w, h in ((1920, 1080), (3840, 2160)):
+        page = await _page(browser, up, w, h)
+        await expect(page.locator(".tile")).to_have_count(8)
+        # the simulator's telemetry has reached the screen: districts show figures, resources report
+        await expect(page.locator(".tile.normal, .tile.high, .tile.low").first).to_be_visible(timeout=45_000)
+        await expect(page.locator("#k-reporting")).not_to_have_text("0", timeout=10_000)
+        assert (await page.locator("#hot li").count()) > 0
+        names = await page.locator(".tile .tile-name").all_inner_texts()
+        assert "环翠区" in names and "火炬高技术产业开发区" in names
+        assert await page.evaluate("document.documentElement.scrollHeight <= innerHeight && "
+                                   "document.documentElement.scrollWidth <= innerWidth")  # fmt: skip
+        # readable across a room: the district figure is at least 5 % of the screen height
+        size = await page.evaluate("parseFloat(getComputedStyle(document.querySelector('.tile-value')).fontSize)")
+        assert size >= 0.05 * h
+        await page.screenshot(path=str(ARTIFACTS / f"wall-{w}x{h}.png"))
+        await page.close()
+
+
+async def test_sample_through_broker_shows_within_two_seconds(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    page = await _page(browser, up)
+    rid = "r-wall-hot"
+    await _produce(up, [(TOPIC_LIFECYCLE, rid.encode(), json_encoder.encode(LifecycleEvent(
+        "ev-wall-hot", rid, "delivered", datetime.now(timezone.utc), "p-haiyun", "u-gaj", "d-huancui",
+        "大屏测试-热点主机", Spec(8, 16, 200), 15)))])  # fmt: skip
+    t0 = time.monotonic()
+    now_ms = int(time.time() * 1000)
+    await _produce(up, [(TOPIC_TELEMETRY, shard_key("p-haiyun", rid),
+                         telemetry("p-haiyun", "wall-hot-1", [(rid, now_ms, 100.0, 90.0, 50.0)]))])  # fmt: skip
+    await page.wait_for_selector(f'#hot li[data-resource="{rid}"]', timeout=10_000)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, f"sample took {elapsed:.2f}s to reach the screen"
+    assert "大屏测试-热点主机" in await page.locator(f'#hot li[data-resource="{rid}"]').inner_text()
+    await page.close()
+
+
+async def test_provider_text_is_shown_as_text(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    page = await _page(browser, up)
+    rid = "r-wall-evil"
+    now_ms = int(time.time() * 1000)
+    await _produce(up, [
+        (TOPIC_LIFECYCLE, rid.encode(), json_encoder.encode(LifecycleEvent(
+            "ev-wall-evil", rid, "delivered", datetime.now(timezone.utc), "p-donghai", "u-gaj", "d-huancui", EVIL,
+            Spec(4, 8, 100), 15))),
+        (TOPIC_TELEMETRY, shard_key("p-donghai", rid),
+         telemetry("p-donghai", "wall-evil-1", [(rid, now_ms, 100.0, 99.0, 50.0)])),
+    ])  # fmt: skip
+    row = page.locator(f'#hot li[data-resource="{rid}"]')
+    await row.wait_for(timeout=10_000)
+    assert EVIL in await row.inner_text()
+    assert await page.locator("#hot img").count() == 0
+    await page.wait_for_timeout(500)
+    assert page.dialogs == []  # type: ignore[attr-defined]
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "wall-escaped-name.png"))
+    await page.close()
+
+
+async def test_english_switch_is_remembered(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    page = await _page(browser, up)
+    assert await page.locator(".title").inner_text() == "威海市市级政务云 运行监控指挥中心"
+    await page.click("#lang")
+    assert await page.locator(".title").inner_text() == "Weihai Government Cloud Operations Control Center"
+    await page.reload()
+    await page.wait_for_selector(".tile")
+    assert await page.locator(".title").inner_text() == "Weihai Government Cloud Operations Control Center"
+    await page.close()
+
+
+async def test_screen_recovers_after_server_restart(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    page = await _page(browser, up)
+    assert await page.locator("#conn").get_attribute("class") == "conn on"
+    seq_before = await page.locator("#seq").inner_text()
+    assert up.stop() == 0
+    await page.wait_for_selector("#conn.off", timeout=10_000)
+    up.start("--simulate")
+    # no reload by anyone: the page reconnects by itself and shows the city again
+    await page.wait_for_selector("#conn.on", timeout=30_000)
+    await expect(page.locator(".tile")).to_have_count(8, timeout=15_000)
+    assert await page.locator("#seq").inner_text() != "" and seq_before
+    await page.close()
+
