@@ -19,6 +19,12 @@ from starlette.staticfiles import StaticFiles
 
 from opscenter import metrics
 from opscenter.tokens import TokenStore
+from opscenter.users import DEMO_USERS, UserStore
+from dashboard.api_admin import routes as admin_routes
+from dashboard.audit import AuditLog
+from dashboard.audit import routes as audit_routes
+from dashboard.auth import AuthMiddleware, principal_of, require
+from dashboard.auth import routes as auth_routes
 from dashboard.feed import LiveHub
 from dashboard.ingest import error, post_telemetry
 
@@ -42,24 +48,8 @@ class SecurityHeaders(BaseHTTPMiddleware):
 
 
 def bearer(role: str) -> Callable:
-    """Decorator: the route needs a bearer token of ``role``; sets ``request.state.principal``."""
-
-    def wrap(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-        async def guarded(request: Request) -> Response:
-            auth = request.headers.get("authorization", "")
-            if not auth.lower().startswith("bearer "):
-                return error(401, "unauthenticated", "缺少访问令牌", "missing bearer token")
-            principal = await request.app.state.tokens.lookup(auth[7:].strip())
-            if principal is None:
-                return error(401, "unauthenticated", "访问令牌无效或已吊销", "invalid or revoked token")
-            if principal.role != role:
-                return error(403, "forbidden", "无权访问", f"a {principal.role!r} token cannot do this")
-            request.state.principal = principal
-            return await handler(request)
-
-        return guarded
-
-    return wrap
+    """The route needs a caller of ``role`` (kept for the domain APIs; see dashboard.auth.require)."""
+    return require(role)
 
 
 async def healthz(request: Request) -> Response:
@@ -95,7 +85,7 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-async def status(request: Request) -> Response:
+async def pipeline_status(request: Request) -> Response:
     """Pipeline figures for the status page: rows stored, registry size, dead letters by reason."""
     s = request.app.state.services
     samples, minutes, dead = await asyncio.gather(
@@ -116,6 +106,10 @@ async def status(request: Request) -> Response:
     )
 
 
+status = require()(pipeline_status)
+
+
+@require()
 async def resource_rollups(request: Request) -> Response:
     """GET /api/v1/resources/{id}/rollups?from_ms=&to_ms= — 1-minute rollups of one resource."""
     import time
@@ -124,7 +118,9 @@ async def resource_rollups(request: Request) -> Response:
 
     s = request.app.state.services
     rid = request.path_params["resource_id"]
-    if s.registry.get(rid) is None:
+    res = s.registry.get(rid)
+    if res is None or not request.state.principal.sees(res.provider_id, res.unit_id, res.district_id):
+        # another scope's resource is "not found", not "forbidden": its existence is not disclosed
         return error(404, "not_found", "资源不存在", f"resource {rid!r} is not registered")
     try:
         now_ms = int(time.time() * 1000)
@@ -140,6 +136,7 @@ async def resource_rollups(request: Request) -> Response:
     return JSONResponse({"resource_id": rid, "resolution": "1m", "rows": rows})
 
 
+@require(page=True)
 async def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html")
 
@@ -156,6 +153,9 @@ async def org_names(services: Any) -> tuple[dict[str, str], list[str]]:
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Start the live feed hub of this web process; stop it on shutdown."""
     services = app.state.services
+    users_file = services.settings.users_file or (DEMO_USERS if services.settings.demo else None)
+    if users_file:
+        await app.state.users.seed(Path(users_file))
     names, districts = await org_names(services)
     hub = LiveHub(services.redis, services.registry, names, districts)
     await hub.start()
@@ -166,11 +166,16 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await hub.stop()
 
 
+@require(page=True)
 async def wall(request: Request) -> Response:
     return FileResponse(STATIC / "wall.html")
 
 
 async def live_ws(websocket: WebSocket) -> None:
+    if principal_of(websocket) is None:
+        await websocket.accept()  # accept, then close with a code the page understands: go to /login
+        await websocket.close(code=4401)
+        return
     await websocket.app.state.hub.serve(websocket)
 
 
@@ -186,16 +191,23 @@ def build_app(services: Any) -> Starlette:
         Route("/metrics", metrics_endpoint),
         Route("/api/v1/status", status),
         Route("/api/v1/resources/{resource_id}/rollups", resource_rollups),
-        Route("/api/v1/telemetry", bearer("provider")(post_telemetry), methods=["POST"]),
+        Route("/api/v1/telemetry", require("provider")(post_telemetry), methods=["POST"]),
+        *auth_routes(),
+        *audit_routes(),
+        *admin_routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     from dashboard.api import ROUTES
 
     for domain_routes in ROUTES:
         routes[-1:-1] = domain_routes()  # before the static mount
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)
+    app = Starlette(
+        routes=routes, middleware=[Middleware(SecurityHeaders), Middleware(AuthMiddleware)], lifespan=lifespan
+    )
     app.state.services = services
     app.state.tokens = TokenStore(services.store)
+    app.state.users = UserStore(services.store)
+    app.state.audit = AuditLog(services.store)
     return app
 
 
@@ -206,7 +218,7 @@ def build_worker_app(services: Any) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
-            Route("/api/v1/status", status),
+            Route("/api/v1/status", pipeline_status),  # worker port: internal, not exposed by the proxy
         ]
     )
     app.state.services = services

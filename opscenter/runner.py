@@ -24,6 +24,7 @@ from opscenter.tokens import TokenStore
 from opscenter.wire import TOPIC_LIFECYCLE, json_encoder
 
 log = logging.getLogger("opscenter")
+DEMO_KIOSK_TOKEN = "demo-kiosk"
 
 
 def _stop_event() -> asyncio.Event:
@@ -78,6 +79,7 @@ async def publish_demo(services: Services, n_resources: int) -> demo.City:
         tokens = TokenStore(services.store)
         for provider_id, token in city.provider_tokens.items():
             await tokens.add(token, f"demo {provider_id}", "provider", provider_id)
+        await tokens.add(DEMO_KIOSK_TOKEN, "demo wall screen", "kiosk", "")
         events = demo.lifecycle_events(city, datetime.now(timezone.utc))
         await asyncio.gather(
             *[services.producer.send(TOPIC_LIFECYCLE, json_encoder.encode(e), key=e.resource_id.encode())
@@ -121,6 +123,11 @@ def _banner(settings: Settings, city: demo.City | None) -> str:
         f"  ClickHouse         : {redact(settings.clickhouse())}",
     ]
     if city is not None:
+        from opscenter.users import DEMO_USERS, load_users_file
+
+        lines.append(f"  大屏 wall screen   : {base}/kiosk?token={DEMO_KIOSK_TOKEN}   (or log in at {base}/wall)")
+        lines.append("  演示账号 demo users (password = demo-<username>; demo only):")
+        lines += [f"    {u['username']:<10} {u['role']:<9} {u.get('scope') or ''}" for u in load_users_file(DEMO_USERS)]
         lines.append("  演示令牌 demo provider tokens (demo only):")
         lines += [f"    {p:<12} {t}" for p, t in city.provider_tokens.items()]
     lines.append("  Ctrl-C 停止 / to stop")

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     # --- web ----------------------------------------------------------------------
     ingest_max_body_bytes: int = Field(4 * 1024 * 1024, description="largest accepted HTTP ingest body")
     ingest_max_samples: int = Field(5000, description="most samples in one telemetry batch")
+    ingest_rate_samples_s: float = Field(
+        50_000.0, description="HTTP ingest rate limit per provider and web process, samples/s; 0 = none"
+    )
+    ingest_burst_samples: int = Field(
+        100_000, description="HTTP ingest burst per provider (token bucket size), samples"
+    )
+    users_file: str = Field(
+        "", description="YAML file of users (argon2 hashes) loaded into an empty users table; empty + demo = demo users"
+    )
     secret_key: SecretStr = Field(
         SecretStr("dev-only-change-me"), description="signing key for sessions; set in production"
     )

@@ -112,7 +112,8 @@ function connect() {
     lastSeq = f.seq;  // frames are complete pictures: a gap in seq loses nothing
     render(f);
   };
-  ws.onclose = () => {
+  ws.onclose = (ev) => {
+    if (ev.code === 4401) { location.href = "/login?next=/wall"; return; }  // logged out or kiosk revoked
     setConn(false);
     lastSeq = 0;
     setTimeout(connect, backoff);

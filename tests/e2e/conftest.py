@@ -15,6 +15,10 @@ import httpx
 from opscenter.embedded import free_port
 
 
+#: a demo provider token: enough to read the status API while polling for readiness
+AUTH = {"authorization": "Bearer demo-p-haiyun"}
+
+
 @dataclass
 class Up:
     """One `opscenter up` in its own working directory, on free ports; restartable."""
@@ -55,7 +59,8 @@ class Up:
         while True:
             assert self.proc.poll() is None, self.log.read_text()[-4000:]
             try:
-                if httpx.get(f"{self.base}/api/v1/status", timeout=2).json().get("resources", 0) >= self.resources:
+                status = httpx.get(f"{self.base}/api/v1/status", headers=AUTH, timeout=2).json()
+                if status.get("resources", 0) >= self.resources:
                     return
             except (httpx.HTTPError, ValueError):
                 pass

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from opscenter import demo
-from tests.e2e.conftest import Up
+from tests.e2e.conftest import AUTH, Up
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +51,7 @@ def test_banner_names_urls_and_demo_tokens(up) -> None:  # type: ignore[no-untyp
     text = log.read_text()
     assert f"http://127.0.0.1:{env['OPSCENTER_WEB_PORT']}/" in text
     assert "demo-p-haiyun" in text and "memory only" in text
+    assert "/kiosk?token=demo-kiosk" in text and "admin" in text
     assert Path(log.parent / "var" / "chdb").is_dir(), "chDB lives under ./var by default"
 
 
@@ -85,7 +86,7 @@ def test_http_telemetry_reaches_the_minute_rollup(up) -> None:  # type: ignore[n
 
     deadline = time.monotonic() + 30
     while True:
-        rows = httpx.get(f"{base}/api/v1/resources/{rid}/rollups",
+        rows = httpx.get(f"{base}/api/v1/resources/{rid}/rollups", headers=AUTH,
                          params={"from_ms": m0, "to_ms": m0 + 60_000}, timeout=5).json()["rows"]  # fmt: skip
         if rows and rows[0]["sample_count"] == 4:
             break

@@ -52,6 +52,7 @@ async def _page(browser, up: Up, width: int = 1920, height: int = 1080):  # type
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), asyncio.ensure_future(d.dismiss())))
     page.dialogs = dialogs  # type: ignore[attr-defined]
+    await page.goto(f"{up.base}/kiosk?token=demo-kiosk")  # a wall-screen device: kiosk token, never logs out
     await page.goto(f"{up.base}/wall?rotate=0")
     await page.wait_for_selector(".tile .tile-value", timeout=15_000)
     return page
