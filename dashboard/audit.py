@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dashboard.auth import require
+from dashboard.auth import client_ip, require
 from opscenter.store import AsyncStore
 
 COLUMNS = ["ts", "actor", "role", "action", "target", "detail", "ip", "ok"]
@@ -25,6 +26,25 @@ class AuditLog:
             [[int(time.time() * 1000)], [actor], [role], [action], [target], [detail[:1000]], [ip], [int(ok)]],
             COLUMNS,
         )
+
+
+def audited(action: str, target_param: str | None = None) -> Any:
+    """Record a successful write (status < 300) in the audit log (R11)."""
+
+    def wrap(handler: Any) -> Any:
+        async def run(request: Request) -> Response:
+            resp = await handler(request)
+            if resp.status_code < 300:
+                p = request.state.principal
+                target = request.path_params.get(target_param, "") if target_param else ""
+                await request.app.state.audit.record(p.name, p.role, action, target, request.method,
+                                                     client_ip(request), True)  # fmt: skip
+            return resp
+
+        run.__name__ = handler.__name__
+        return run
+
+    return wrap
 
 
 @require("bureau", "auditor")

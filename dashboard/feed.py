@@ -115,7 +115,7 @@ class LiveHub:
         registry: Registry,
         names: dict[str, str],
         districts: list[str] | None = None,
-        frame_interval_s: float = 0.25,
+        frame_interval_s: float = 0.1,
         heartbeat_s: float = 10.0,
         history: int = 30,
     ) -> None:
@@ -126,7 +126,8 @@ class LiveHub:
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
         self.clients: set[_Client] = set()
         self.seq = 0
-        self._dirty = True
+        self.notice_ms = 0  # publish time of the newest live notice applied (for delivery latency)
+        self._changed = asyncio.Event()  # set when something changed: frames are event-driven
         self._samples: deque[tuple[float, int]] = deque(maxlen=2000)  # (monotonic, samples) for the rate
         self._tasks: list[asyncio.Task] = []
 
@@ -184,10 +185,11 @@ class LiveHub:
             for rid, cpu, mem, sto, ts in rows:
                 self.latest[rid] = (cpu, mem, sto, ts)
             self._samples.append((time.monotonic(), len(rows)))
-            self._dirty = True
+            self.notice_ms = max(self.notice_ms, int(doc.get("ts_ms", 0)))
+            self._changed.set()
         elif channel in (EVENTS_CHANNEL, ALERTS_CHANNEL):
             self.history.appendleft({"channel": channel.rsplit(":", 1)[-1], **doc})
-            self._dirty = True
+            self._changed.set()
 
     # -- frames ---------------------------------------------------------------------
     def frame(self, now_ms: int | None = None) -> dict[str, Any]:
@@ -215,6 +217,7 @@ class LiveHub:
                 "resources": sum(d.resources for d in districts.values()),
                 "reporting": sum(d.reporting for d in districts.values()),
                 "updated_last_minute": recent,  # resource updates seen in the last minute
+                "notice_ms": self.notice_ms,
             },
             "history": list(self.history),
         }
@@ -234,18 +237,20 @@ class LiveHub:
         return orjson.dumps({**self.frame(), "seq": self.seq})
 
     async def _frames(self) -> None:
-        last_beat = time.monotonic()
+        """Send a frame as soon as something changed, at most every ``frame_interval_s``; a heartbeat
+        frame when nothing did for ``heartbeat_s``."""
         while True:
-            await asyncio.sleep(self.frame_interval_s)
-            beat = time.monotonic() - last_beat >= self.heartbeat_s
-            if not (self._dirty or beat) or not self.clients:
-                continue
-            self._dirty = False
-            last_beat = time.monotonic()
-            payload = self._encode()  # encoded once, shared by every client
-            for c in self.clients:
-                c.frame = payload  # coalesce: a slow client only ever has the newest frame waiting
-                c.ready.set()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=self.heartbeat_s)
+            except asyncio.TimeoutError:
+                pass  # heartbeat
+            self._changed.clear()
+            if self.clients:
+                payload = self._encode()  # encoded once, shared by every client
+                for c in self.clients:
+                    c.frame = payload  # coalesce: a slow client only ever has the newest frame waiting
+                    c.ready.set()
+            await asyncio.sleep(self.frame_interval_s)  # coalescing window for the next changes
 
     # -- one websocket ----------------------------------------------------------------
     async def serve(self, ws: WebSocket) -> None:

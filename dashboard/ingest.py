@@ -6,6 +6,10 @@ provider's resource, an unregistered resource, a value out of range or a bad tim
 listed in the response with its index and reason, and the other samples are accepted
 (202). If no sample is accepted and at least one belonged to another provider, the answer
 is 403. Accepted samples are regrouped by shard key and produced to telemetry.v1.
+
+Each provider has a token bucket of samples (``dashboard/ratelimit.py``): over its rate it gets
+429 with ``Retry-After``. The bucket is tested before the body is read, and charged with the
+batch's samples once the envelope is valid.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from collections import defaultdict
 from typing import Any
 
 import msgspec
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from dashboard.ratelimit import Decision, RateLimiter
 from opscenter import metrics
 from opscenter.wire import TOPIC_TELEMETRY, Sample, TelemetryBatch, json_encoder, shard_key
 from streams.validation import Limits, Reject, check_sample, decode_samples_one_by_one, registry_check
@@ -41,6 +47,23 @@ def error(status: int, code: str, zh: str, en: str, **extra: Any) -> JSONRespons
     return JSONResponse({"error": code, "message": zh, "message_en": en, **extra}, status_code=status)
 
 
+def limiter(app: Starlette, settings: Any) -> RateLimiter:
+    """The process's per-provider ingest buckets (made on first use)."""
+    lim = getattr(app.state, "ingest_limiter", None)
+    if lim is None:
+        lim = app.state.ingest_limiter = RateLimiter(settings.ingest_rate_samples_s, settings.ingest_burst_samples)
+    return lim
+
+
+def rate_limited(provider_id: str, decision: Decision, rate_per_s: float) -> JSONResponse:
+    metrics.http_ingest.labels(provider_id, "429").inc()
+    n = decision.retry_after_s
+    resp = error(429, "rate_limited", f"上报过于频繁，已超过每秒 {rate_per_s:g} 个样本的限额，请 {n} 秒后重试",
+                 f"over the ingest rate of {rate_per_s:g} samples/s; retry after {n} s", retry_after_s=n)  # fmt: skip
+    resp.headers["Retry-After"] = str(n)
+    return resp
+
+
 async def read_body(request: Request, limit: int) -> bytes | None:
     """The body, or None if it is larger than ``limit`` (read no further than that)."""
     declared = request.headers.get("content-length")
@@ -60,6 +83,10 @@ async def post_telemetry(request: Request) -> JSONResponse:
     settings = services.settings
     principal = request.state.principal
     provider_id = principal.scope
+    buckets = limiter(request.app, settings)
+    decision = buckets.check(provider_id, time.monotonic())
+    if not decision.allowed:  # in debt: refuse before reading the body
+        return rate_limited(provider_id, decision, settings.ingest_rate_samples_s)
     body = await read_body(request, settings.ingest_max_body_bytes)
     if body is None:
         metrics.http_ingest.labels(provider_id, "413").inc()
@@ -72,6 +99,9 @@ async def post_telemetry(request: Request) -> JSONResponse:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         metrics.http_ingest.labels(provider_id, "400").inc()
         return error(400, "unparseable", "请求体不是有效的 JSON", f"body is not valid JSON: {exc}")
+    except RecursionError:  # msgspec decodes ``list[Any]`` recursively: ~1000 nested arrays
+        metrics.http_ingest.labels(provider_id, "400").inc()
+        return error(400, "unparseable", "请求体嵌套过深", "body is nested too deeply")
     if env.provider_id is not None and env.provider_id != provider_id:
         metrics.http_ingest.labels(provider_id, "403").inc()
         return error(403, "foreign_provider", "无权以其他云服务商身份上报",
@@ -80,6 +110,9 @@ async def post_telemetry(request: Request) -> JSONResponse:
     if len(env.samples) > limits.max_samples:
         metrics.http_ingest.labels(provider_id, "413").inc()
         return error(413, "too_large", "单批样本过多", f"{len(env.samples)} samples > {limits.max_samples}")
+    decision = buckets.take(provider_id, len(env.samples), time.monotonic())
+    if not decision.allowed:
+        return rate_limited(provider_id, decision, settings.ingest_rate_samples_s)
 
     decoded = decode_samples_one_by_one(env.samples)
     rejected, by_key = _judge(decoded, provider_id, services.registry, limits)

@@ -76,20 +76,21 @@ async def _pipeline(settings: Settings, expect: int) -> tuple[float, float]:
 
     from streams.app import build_faust_app
 
+    from opscenter import metrics
+
+    consumed = metrics.messages_consumed.labels(TOPIC_TELEMETRY)
     services = await open_services(settings)
     try:
         app = build_faust_app(services)
         async with faust_app_running(app, stop_timeout=30):
-            t_first = None
-            while True:
-                n = (await services.store.query("SELECT count() FROM samples"))[0][0]
-                if n and t_first is None:
-                    t_first, n_first = time.perf_counter(), n
-                if n >= expect:
-                    break
-                await asyncio.sleep(0.25)
-            elapsed = time.perf_counter() - t_first  # type: ignore[operator]
-            return (n - n_first) / elapsed if elapsed > 0 else float("nan"), elapsed
+            start = consumed._value.get()  # noqa: SLF001 - the process's own counter
+            while consumed._value.get() == start:  # the clock starts with the first message consumed
+                await asyncio.sleep(0.02)
+            t0 = time.perf_counter()
+            while (await services.store.query("SELECT count() FROM samples"))[0][0] < expect:
+                await asyncio.sleep(0.02)
+            elapsed = time.perf_counter() - t0
+            return expect / elapsed, elapsed
     finally:
         await services.aclose()
 
@@ -125,9 +126,6 @@ async def pipeline(samples: int = 1_000_000, resources: int = 5000, batch: int =
         "elapsed_s": round(elapsed, 2),
         "goal_samples_s": GOAL_SAMPLES_S,
         "goal_ratio": GOAL_RATIO,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "version": __version__,
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
@@ -142,11 +140,42 @@ def report(fig: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
-def main(samples: int, resources: int, out_dir: Path = Path("bench/results")) -> dict[str, Any]:
-    fig = asyncio.run(pipeline(samples, resources))
-    print(report(fig))
+def write(fig: dict[str, Any], out_dir: Path = Path("bench/results")) -> Path:
+    """Save a scenario's figures with the settings, machine and version, as JSON."""
+    fig = {**fig, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                              "python": platform.python_version()},
+           "version": __version__, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"pipeline-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path = out_dir / f"{fig['scenario']}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(fig, indent=2, ensure_ascii=False) + "\n")
     print(f"  written to {path}")
+    return path
+
+
+def main(scenario: str, *, samples: int = 1_000_000, resources: int = 5000, clients: list[int] | None = None,
+         seconds: float = 10.0, levels: list[int] | None = None, out_dir: Path = Path("bench/results")) -> dict[str, Any]:
+    """Run one scenario, print a table with the goal beside each figure, write the JSON."""
+    if scenario == "pipeline":
+        fig = asyncio.run(pipeline(samples, resources))
+        print(report(fig))
+    elif scenario == "fanout":
+        from opscenter.bench_fanout import GOAL_CLIENTS, GOAL_P99_MS, fanout
+
+        print(f"fanout: live feed frames, {seconds:.0f} s per level")
+        fig = asyncio.run(fanout(clients or [100, 500, 1000, 2000], seconds))
+        met = "met" if fig["largest_n_p99_under_goal"] >= GOAL_CLIENTS else "NOT met"
+        print(f"  largest N with p99 < {GOAL_P99_MS:.0f} ms: {fig['largest_n_p99_under_goal']:,}   "
+              f"goal {GOAL_CLIENTS:,}: {met}")
+    elif scenario == "memory":
+        from opscenter.bench_memory import GOAL_MIB_AT_10K, memory
+
+        print("memory: worker RSS by resource count")
+        fig = memory(levels or [1000, 10_000, 50_000])
+        at = fig["rss_mib_at_10k"]
+        if at is not None:
+            print(f"  at 10,000 resources: {at:.0f} MiB   goal < {GOAL_MIB_AT_10K} MiB: "
+                  f"{'met' if at < GOAL_MIB_AT_10K else 'NOT met'}")
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}")
+    write(fig, out_dir)
     return fig

@@ -38,9 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sim.add_argument("--publish-inventory", action="store_true", help="publish the demo inventory first")
     bench = sub.add_parser("bench", help="measure the pipeline on a private embedded stack")
-    bench.add_argument("scenario", choices=["pipeline"], help="what to measure")
-    bench.add_argument("--samples", type=int, default=1_000_000, help="samples to push through")
-    bench.add_argument("--resources", type=int, default=5000, help="resources in the generated city")
+    bench.add_argument("scenario", choices=["pipeline", "fanout", "memory"], help="what to measure")
+    bench.add_argument("--samples", type=int, default=1_000_000, help="pipeline: samples to push through")
+    bench.add_argument("--resources", type=int, default=5000, help="pipeline: resources in the generated city")
+    bench.add_argument("--clients", type=int, nargs="+", default=None, help="fanout: client counts to try")
+    bench.add_argument("--seconds", type=float, default=10.0, help="fanout: seconds per level")
+    bench.add_argument("--levels", type=int, nargs="+", default=None, help="memory: resource counts")
+    bench.add_argument("--out", default="bench/results", help="where the JSON results go")
     return p
 
 
@@ -68,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from opscenter import bench
 
-            bench.main(args.samples, args.resources)
+            from pathlib import Path
+
+            bench.main(args.scenario, samples=args.samples, resources=args.resources, clients=args.clients,
+                       seconds=args.seconds, levels=args.levels, out_dir=Path(args.out))  # fmt: skip
             return 0
         if args.command == "simulate":
             return asyncio.run(runner.simulate(settings, args))

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
 
 from opscenter.wire import LifecycleEvent
+
+#: bounds of what ClickHouse stores (UInt32 spec columns; DateTime64 read back at start): a value
+#: outside them would fail every insert retry, or every later start, of the registry agent
+UINT32_MAX = 2**32 - 1
+TS_MIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TS_MAX = datetime(2200, 1, 1, tzinfo=timezone.utc)
 
 # Which lifecycle steps may follow which state. ``None`` is "not known yet".
 _ALLOWED: dict[str | None, frozenset[str]] = {
@@ -53,10 +59,14 @@ def apply_event(current: Resource | None, ev: LifecycleEvent) -> Resource:
     """Return the resource after ``ev``; raise :class:`LifecycleError` if the step is invalid."""
     if ev.ts.tzinfo is None:
         raise LifecycleError("ts needs a time zone")
-    if ev.spec is not None and (ev.spec.vcpu <= 0 or ev.spec.mem_gb <= 0 or ev.spec.storage_gb < 0):
-        raise LifecycleError(f"spec must have vcpu > 0, mem_gb > 0, storage_gb >= 0: {ev.spec}")
-    if ev.interval_s <= 0:
-        raise LifecycleError(f"interval_s must be > 0, not {ev.interval_s}")
+    if not TS_MIN <= ev.ts < TS_MAX:
+        raise LifecycleError(f"ts {ev.ts.isoformat()} is not between {TS_MIN.year} and {TS_MAX.year}")
+    if ev.spec is not None and not (
+        0 < ev.spec.vcpu <= UINT32_MAX and 0 < ev.spec.mem_gb <= UINT32_MAX and 0 <= ev.spec.storage_gb <= UINT32_MAX
+    ):
+        raise LifecycleError(f"spec must have vcpu > 0, mem_gb > 0, storage_gb >= 0 (all < 2^32): {ev.spec}")
+    if not 0 < ev.interval_s <= UINT32_MAX:
+        raise LifecycleError(f"interval_s must be > 0 and < 2^32, not {ev.interval_s}")
     state = current.state if current else None
     if ev.type not in _ALLOWED[state]:
         raise LifecycleError(f"{ev.type!r} not allowed after {state or 'nothing'!r}")

@@ -52,6 +52,21 @@ http_rejected = Counter(
     "opscenter_http_rejected_samples_total", "Samples rejected by HTTP ingest (told to the caller)",
     ["provider", "reason"], registry=REGISTRY,
 )  # fmt: skip
+live_errors = Counter(
+    "opscenter_live_errors_total",
+    "Redis writes skipped because Redis was unavailable (live state, notices; rebuilt by later batches)",
+    ["op"], registry=REGISTRY,
+)  # fmt: skip
+dedup_unchecked = Counter(
+    "opscenter_batch_dedup_unchecked_total",
+    "Telemetry messages accepted without the duplicate-batch check because Redis was unavailable",
+    registry=REGISTRY,
+)  # fmt: skip
+deadletters_dropped = Counter(
+    "opscenter_deadletters_dropped_total",
+    "deadletter.v1 messages that could not be stored (not a dead letter, or values out of range)",
+    ["reason"], registry=REGISTRY,
+)  # fmt: skip
 registry_size = Gauge("opscenter_registry_resources", "Resources in the registry", registry=REGISTRY)
 live_windows = Gauge("opscenter_live_windows_open", "Open live 1-minute windows", registry=REGISTRY)
 

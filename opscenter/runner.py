@@ -19,9 +19,10 @@ from opscenter import demo
 from opscenter.embedded import EmbeddedStack
 from opscenter.services import Services, create_topics, open_services
 from opscenter.settings import Settings, redact
-from opscenter.store import connect, migrate as run_migrations
+from opscenter.epochs import new_epoch
+from opscenter.store import AsyncStore, connect, migrate as run_migrations
 from opscenter.tokens import TokenStore
-from opscenter.wire import TOPIC_LIFECYCLE, json_encoder
+from opscenter.wire import TOPIC_LIFECYCLE, TOPIC_TELEMETRY, json_encoder
 
 log = logging.getLogger("opscenter")
 DEMO_KIOSK_TOKEN = "demo-kiosk"
@@ -144,8 +145,10 @@ async def up(settings: Settings, args: argparse.Namespace) -> int:
     tasks: list[asyncio.Task] = []
     try:
         stop = _stop_event()
-        await _with_retry("Kafka broker", lambda: create_topics(settings))
+        created = await _with_retry("Kafka broker", lambda: create_topics(settings))
         services = await open_services(settings)
+        if TOPIC_TELEMETRY in created:  # a fresh log (the embedded broker keeps nothing): a new epoch
+            await new_epoch(services.store, TOPIC_TELEMETRY)
         city = await publish_demo(services, settings.simulate_resources) if settings.demo else None
         from dashboard.app import build_app
         from streams.app import build_faust_app
@@ -215,6 +218,8 @@ async def migrate(settings: Settings) -> int:
     applied = await asyncio.to_thread(run_migrations, client, settings)
     print(f"migrations applied: {applied or 'none (up to date)'}")
     created = await _with_retry("Kafka broker", lambda: create_topics(settings))
+    if TOPIC_TELEMETRY in created:
+        await new_epoch(AsyncStore(client), TOPIC_TELEMETRY)
     print(f"topics created: {created or 'none (all exist)'}")
     return 0
 

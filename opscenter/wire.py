@@ -137,6 +137,8 @@ REASONS = (
     "deregistered_resource",  # telemetry after deregistration (§21)
     "duplicate_batch",  # the same batch id again from the same provider
     "invalid_lifecycle",  # a lifecycle event that does not fit the resource's state
+    "invalid_incident",  # an incident event that does not fit the incident's state (streams/incidents.py)
+    "invalid_declaration",  # a unit's peak/trough declaration that fails validation (streams/declarations.py)
 )
 
 json_encoder = msgspec.json.Encoder()

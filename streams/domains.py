@@ -10,4 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 DOMAINS: list[Callable[[Any, Any], None]] = [
+    __import__("streams.sla_agent", fromlist=["register"]).register,  # incidents, SLA clocks (issue 4)
+    __import__("streams.utilization", fromlist=["register"]).register,  # windows, bands, right-sizing (issue 3)
+    __import__("alerts.agent", fromlist=["register"]).register,  # rules, alert state, notifications (issue 5)
 ]

@@ -7,6 +7,10 @@ but before its offset commit replays those messages without doubling a row. Insi
 process, a failed insert is retried with the same deduplication token, so a retry of an
 insert that did land adds nothing either. Offsets are committed by Faust only after
 :meth:`IngestPipeline.process` returns, i.e. after the insert.
+
+Redis down (docs/faults.md): live state is skipped, and the duplicate-batch check accepts the
+batch unchecked (counted in ``opscenter_batch_dedup_unchecked_total``) rather than hold or drop
+samples; replays of the same Kafka messages are still skipped by the stored offsets.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Awaitable, Callable, Sequence
 from redis.asyncio import Redis
 
 from opscenter import metrics
+from opscenter.epochs import current_epoch, stored_topic
 from opscenter.inventory import Registry
 from opscenter.store import AsyncStore
 from opscenter.wire import TOPIC_TELEMETRY, DeadLetter, DeadLetterSource, json_encoder
@@ -84,16 +89,21 @@ class IngestPipeline:
     registry_catch_up: Callable[[], Awaitable[bool]] | None = None
     clock: Callable[[], float] = time.time
     _marks: dict[tuple[str, int], int] | None = None
+    _epoch: str = ""
 
     def __post_init__(self) -> None:
         self.live = LiveState(self.redis)
 
     # -- offsets -------------------------------------------------------------------
     async def _load_marks(self) -> dict[tuple[str, int], int]:
+        """Highest stored offset per partition of the topic's *current* log (see opscenter.epochs)."""
+        self._epoch = await current_epoch(self.store, TOPIC_TELEMETRY)
         rows = await self.store.query(
-            "SELECT src_topic, src_partition, max(max_offset) FROM sink_offsets GROUP BY src_topic, src_partition"
+            "SELECT src_partition, max(max_offset) FROM sink_offsets WHERE src_topic = {t:String} "
+            "GROUP BY src_partition",
+            {"t": stored_topic(TOPIC_TELEMETRY, self._epoch)},
         )
-        return {(str(t), int(p)): int(o) for t, p, o in rows}
+        return {(TOPIC_TELEMETRY, int(p)): int(o) for p, o in rows}
 
     def forget_marks(self) -> None:
         """Called on partition revocation: another worker may store further offsets meanwhile."""
@@ -143,6 +153,10 @@ class IngestPipeline:
             await self.live.publish_latest(stored[1], stored[2], stored[0], stored[3], stored[4], stored[5], now_ms)
         await self.tick(now_ms)
 
+    def _position(self, m: Message) -> str:
+        """Where a message sits, in this epoch of its topic (the owner of a batch id in Redis)."""
+        return f"{stored_topic(m.topic, self._epoch)}:{m.partition}:{m.offset}"
+
     def _advance(self, chunk: Sequence[Message]) -> None:
         marks = self._marks if self._marks is not None else {}
         for m in chunk:
@@ -184,7 +198,7 @@ class IngestPipeline:
                 for dest, src in zip(
                     cols,
                     (g.ts_ms, g.resource_id, g.provider_id, g.cpu, g.mem, g.storage, g.net_rx, g.net_tx,
-                     [int(x) for x in late], [now_ms] * n, [v.batch_id] * n, [m.topic] * n,
+                     [int(x) for x in late], [now_ms] * n, [v.batch_id] * n, [stored_topic(m.topic, self._epoch)] * n,
                      [m.partition] * n, [m.offset] * n),
                 ):  # fmt: skip
                     dest.extend(src)
@@ -208,17 +222,24 @@ class IngestPipeline:
         keyed = [(m, v) for m, v in validated if v.batch_id and v.provider_id and len(v.good)]
         if not keyed:
             return set()
-        pipe = self.redis.pipeline(transaction=False)
-        for m, v in keyed:
-            pipe.set(f"opscenter:batch:{v.provider_id}:{v.batch_id}", f"{m.topic}:{m.partition}:{m.offset}",
-                     nx=True, ex=BATCH_ID_TTL_S)  # fmt: skip
-            pipe.get(f"opscenter:batch:{v.provider_id}:{v.batch_id}")
-        res = await pipe.execute()
+
+        async def check() -> list:
+            pipe = self.redis.pipeline(transaction=False)
+            for m, v in keyed:
+                pipe.set(f"opscenter:batch:{v.provider_id}:{v.batch_id}", self._position(m),
+                         nx=True, ex=BATCH_ID_TTL_S)  # fmt: skip
+                pipe.get(f"opscenter:batch:{v.provider_id}:{v.batch_id}")
+            return await pipe.execute()
+
+        ok, res = await self.live.breaker.call("batch_dedup", check)
+        if not ok or res is None:  # Redis down: accept unchecked rather than lose samples
+            metrics.dedup_unchecked.inc(len(keyed))
+            return set()
         dups = set()
         for i, (m, _) in enumerate(keyed):
             owner = res[2 * i + 1]
             owner = owner.decode() if isinstance(owner, bytes) else owner
-            if owner != f"{m.topic}:{m.partition}:{m.offset}":
+            if owner != self._position(m):
                 dups.add((m.partition, m.offset))
         return dups
 
@@ -234,6 +255,9 @@ class IngestPipeline:
         for m in msgs:
             lo_hi = spans.setdefault(m.partition, [m.offset, m.offset])
             lo_hi[0], lo_hi[1] = min(lo_hi[0], m.offset), max(lo_hi[1], m.offset)
-        token = TOPIC_TELEMETRY + ";" + ";".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(spans.items()))
+        # the epoch keeps a new log's offsets from matching an old log's token (ClickHouse would drop it)
+        token = stored_topic(TOPIC_TELEMETRY, self._epoch) + ";" + ";".join(
+            f"{p}:{a}-{b}" for p, (a, b) in sorted(spans.items())
+        )
         await self.store.insert_retrying("samples", cols, SAMPLE_COLUMNS, token=token, max_delay_s=self.retry_max_s)
         metrics.sink_lag_seconds.labels("samples").set(max(0.0, (cols[9][0] - max(cols[0])) / 1000))

@@ -8,16 +8,28 @@ written with one MSET per batch — per-key commands cost more than everything e
 Channel ``opscenter:live`` carries one JSON notice per processed batch:
   {"type": "telemetry", "seq": n, "ts_ms": t, "resources": [[id, cpu, mem, storage, ts_ms], ...]}
   {"type": "minute", "seq": n, "ts_ms": t, "rollups": [{resource_id, minute_ms, cpu_mean, ...}, ...]}
+
+Redis may be down (docs/faults.md): live state is rebuildable, so every write goes through a
+:class:`RedisBreaker` that skips it (warning once, ``opscenter_live_errors_total``) instead of
+raising into the ingest agent; the next batch after Redis is back writes it again.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from opscenter import metrics
 from streams.windows import MinuteRollup
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "opscenter:live"
 SEQ_KEY = "opscenter:live:seq"
@@ -27,11 +39,61 @@ MINUTE_PREFIX = "opscenter:live:minute:"
 NOTICE_CHUNK = 2000
 
 
+class RedisBreaker:
+    """Runs Redis calls a worker can do without; after a failure, skips Redis for ``cooldown_s``.
+
+    redis-py retries a refused connection for seconds before it raises: without the breaker
+    every batch would wait that long while Redis is down. After the cool-down one short PING
+    decides whether Redis is back.
+    """
+
+    def __init__(
+        self, redis: Redis, timeout_s: float = 2.0, cooldown_s: float = 2.0, probe_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.redis, self.timeout_s, self.cooldown_s, self.probe_s, self.clock = (
+            redis, timeout_s, cooldown_s, probe_s, clock
+        )
+        self.down_since: float | None = None
+        self._retry_at = 0.0
+
+    @property
+    def available(self) -> bool:
+        return self.down_since is None
+
+    async def call(self, op: str, fn: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+        """``(True, result)``, or ``(False, None)`` when Redis is unavailable (counted per ``op``)."""
+        if self.down_since is not None:
+            if self.clock() < self._retry_at:
+                metrics.live_errors.labels(op).inc()
+                return False, None
+            try:
+                await asyncio.wait_for(self.redis.ping(), self.probe_s)
+            except (RedisError, OSError):  # (asyncio's TimeoutError is an OSError)
+                self._retry_at = self.clock() + self.cooldown_s
+                metrics.live_errors.labels(op).inc()
+                return False, None
+            log.warning("Redis is back after %.1fs: live state is written again", self.clock() - self.down_since)
+            self.down_since = None
+        try:
+            return True, await asyncio.wait_for(fn(), self.timeout_s)
+        except (RedisError, OSError) as exc:
+            now = self.clock()
+            self.down_since, self._retry_at = now, now + self.cooldown_s
+            metrics.live_errors.labels(op).inc()
+            log.warning(
+                "Redis unavailable (%s: %r): live state is not written and batch ids are not checked "
+                "until it is back; samples are still stored in ClickHouse", op, exc,
+            )  # fmt: skip
+            return False, None
+
+
 class LiveState:
     """Writes live state and publishes notices; one instance per worker."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, breaker: RedisBreaker | None = None) -> None:
         self.redis = redis
+        self.breaker = breaker if breaker is not None else RedisBreaker(redis)
 
     async def publish_latest(
         self,
@@ -56,9 +118,13 @@ class LiveState:
         for rid, (pid, t, c, m, s) in latest.items():
             values[RES_PREFIX + rid] = orjson.dumps({"provider": pid, "ts_ms": t, "cpu": c, "mem": m, "storage": s})
             rows.append([rid, round(c, 2), round(m, 2), round(s, 2), t])
-        await self.redis.mset(values)
-        for i in range(0, len(rows), NOTICE_CHUNK):
-            await self._notice({"type": "telemetry", "ts_ms": now_ms, "resources": rows[i : i + NOTICE_CHUNK]})
+
+        async def write() -> None:
+            await self.redis.mset(values)
+            for i in range(0, len(rows), NOTICE_CHUNK):
+                await self._notice({"type": "telemetry", "ts_ms": now_ms, "resources": rows[i : i + NOTICE_CHUNK]})
+
+        await self.breaker.call("latest", write)
 
     async def publish_minutes(self, rollups: Sequence[MinuteRollup], now_ms: int) -> None:
         """Publish the newest closed minute of each resource (older ones, e.g. a backfill's, are stored
@@ -71,12 +137,16 @@ class LiveState:
         if not newest:
             return
         docs = [orjson.dumps(r) for r in newest.values()]  # orjson serialises dataclasses natively
-        await self.redis.mset({MINUTE_PREFIX + rid: d for rid, d in zip(newest, docs)})
-        for i in range(0, len(docs), NOTICE_CHUNK):
-            body = b",".join(docs[i : i + NOTICE_CHUNK])
-            await self._notice({"type": "minute", "ts_ms": now_ms, "rollups": orjson.Fragment(b"[" + body + b"]")})
 
-    async def _notice(self, doc: dict) -> None:
+        async def write() -> None:
+            await self.redis.mset({MINUTE_PREFIX + rid: d for rid, d in zip(newest, docs)})
+            for i in range(0, len(docs), NOTICE_CHUNK):
+                body = b",".join(docs[i : i + NOTICE_CHUNK])
+                await self._notice({"type": "minute", "ts_ms": now_ms, "rollups": orjson.Fragment(b"[" + body + b"]")})
+
+        await self.breaker.call("minutes", write)
+
+    async def _notice(self, doc: dict[str, Any]) -> None:
         doc["seq"] = await self.redis.incr(SEQ_KEY)
         await self.redis.publish(CHANNEL, orjson.dumps(doc))
 

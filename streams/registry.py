@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -10,11 +11,12 @@ from typing import Any, Sequence
 import msgspec
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from opscenter import metrics
-from opscenter.inventory import LifecycleError, Registry, Resource
+from opscenter.inventory import TS_MAX, TS_MIN, UINT32_MAX, LifecycleError, Registry, Resource
 from opscenter.store import AsyncStore
-from opscenter.wire import TOPIC_DEADLETTER, json_encoder, lifecycle_decoder
+from opscenter.wire import TOPIC_DEADLETTER, LifecycleEvent, deadletter_decoder, json_encoder, lifecycle_decoder
 from streams.ingest import Message, SendFn, dead_letter
 from streams.validation import Reject
 
@@ -66,6 +68,25 @@ def resource_json(r: Resource) -> bytes:
     return orjson.dumps(asdict(r))
 
 
+def decode_lifecycle(value: bytes) -> LifecycleEvent | Reject:
+    """One lifecycle.v1 message, or why it cannot be read (``schema`` / ``unparseable``); pure."""
+    try:
+        return lifecycle_decoder.decode(value)
+    except msgspec.ValidationError as exc:  # (a subclass of DecodeError: first)
+        return Reject("schema", str(exc), value)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return Reject("unparseable", str(exc), value)
+    except RecursionError:  # msgspec recurses even into unknown fields it skips
+        return Reject("unparseable", "JSON nested too deeply", value)
+
+
+def event_row(ev: LifecycleEvent, res: Resource) -> list:
+    """The ``lifecycle_events`` row of an applied event."""
+    spec = ev.spec
+    return [ev.event_id, ev.resource_id, ev.type, _ms(ev.ts), ev.provider_id, res.unit_id, res.district_id,
+            spec and spec.vcpu, spec and spec.mem_gb, spec and spec.storage_gb]  # fmt: skip
+
+
 class RegistryStage:
     """Applies lifecycle events in order; invalid ones go to the dead-letter topic."""
 
@@ -87,11 +108,9 @@ class RegistryStage:
         events, inv_rows, changed = [], [], []
         for m in messages:
             metrics.messages_consumed.labels(m.topic).inc()
-            try:
-                ev = lifecycle_decoder.decode(m.value)
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                reason = "schema" if isinstance(exc, msgspec.ValidationError) else "unparseable"
-                await self._reject(Reject(reason, str(exc), m.value), m, now_ms)
+            ev = decode_lifecycle(m.value)
+            if isinstance(ev, Reject):
+                await self._reject(ev, m, now_ms)
                 continue
             if ev.event_id in self.seen:
                 continue  # a redelivery changes nothing
@@ -106,20 +125,24 @@ class RegistryStage:
                 await self._reject(Reject("invalid_lifecycle", str(exc), m.value, ev.provider_id), m, now_ms)
                 continue
             self.seen.add(ev.event_id)
-            spec = ev.spec
-            events.append([ev.event_id, ev.resource_id, ev.type, _ms(ev.ts), ev.provider_id, res.unit_id,
-                           res.district_id, spec and spec.vcpu, spec and spec.mem_gb, spec and spec.storage_gb])  # fmt: skip
+            events.append(event_row(ev, res))
             inv_rows.append(resource_row(res, now_ms * 1000 + len(inv_rows)))
             changed.append(res)
         if events:
             # Replacing tables keyed on the event / resource: a retried insert adds nothing
             await self.store.insert_retrying("lifecycle_events", list(zip(*events)), EVENT_COLUMNS)
             await self.store.insert_retrying("inventory", list(zip(*inv_rows)), INVENTORY_COLUMNS)
-            pipe = self.redis.pipeline(transaction=False)
-            for r in changed:
-                pipe.publish(INVENTORY_CHANNEL, resource_json(r))
-            await pipe.execute()
             metrics.registry_size.set(len(self.registry))
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for r in changed:
+                    pipe.publish(INVENTORY_CHANNEL, resource_json(r))
+                await asyncio.wait_for(pipe.execute(), 5.0)
+            except (RedisError, OSError) as exc:  # (asyncio's TimeoutError is an OSError)
+                # the notice is a hint: ClickHouse inventory is stored, and the HTTP ingest reads
+                # lifecycle.v1 itself before rejecting a resource as unregistered
+                metrics.live_errors.labels("inventory").inc()
+                log.warning("inventory notice not published, Redis unavailable: %s", exc)
 
     async def _reject(self, reject: Reject, m: Message, now_ms: int) -> None:
         d = dead_letter(reject, m, now_ms)
@@ -133,19 +156,40 @@ DEADLETTER_COLUMNS = (
 )  # fmt: skip
 
 
+def deadletter_row(value: bytes) -> list | Reject:
+    """The ``deadletters`` row of one deadletter.v1 message, or why it cannot be stored; pure.
+
+    Anything can be produced to the topic: values outside the column types (UInt16 partition,
+    UInt64 offset, UInt32 index, DateTime64 time) would make every insert retry fail.
+    """
+    try:
+        d = deadletter_decoder.decode(value)
+    except msgspec.ValidationError as exc:
+        return Reject("schema", str(exc), value)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return Reject("unparseable", str(exc), value)
+    except RecursionError:
+        return Reject("unparseable", "JSON nested too deeply", value)
+    s = d.source
+    if d.ingest_ts.tzinfo is None or not TS_MIN <= d.ingest_ts < TS_MAX:
+        return Reject("out_of_range", f"ingest_ts {d.ingest_ts.isoformat()} out of range", value)
+    if not (0 <= s.partition < 2**16 and 0 <= s.offset < 2**64 and 0 <= d.index <= UINT32_MAX):
+        return Reject("out_of_range", f"source {s.partition}@{s.offset} / index {d.index} out of range", value)
+    return [_ms(d.ingest_ts), d.reason, d.detail, d.provider_id, d.batch_id, d.payload,
+            s.topic, s.partition, s.offset, d.index]  # fmt: skip
+
+
 async def store_dead_letters(store: AsyncStore, messages: Sequence[Message]) -> None:
     """deadletter.v1 → ClickHouse ``deadletters`` (Replacing on source position + index)."""
-    from opscenter.wire import deadletter_decoder
-
     rows = []
     for m in messages:
-        try:
-            d = deadletter_decoder.decode(m.value)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            log.error("undecodable dead letter at %s[%d]@%d dropped", m.topic, m.partition, m.offset)
+        row = deadletter_row(m.value)
+        if isinstance(row, Reject):  # not ours: nowhere left to send it but the log and a counter
+            metrics.deadletters_dropped.labels(row.reason).inc()
+            log.error("dead letter at %s[%d]@%d dropped (%s: %s)", m.topic, m.partition, m.offset,
+                      row.reason, row.detail[:200])  # fmt: skip
             continue
-        rows.append([_ms(d.ingest_ts), d.reason, d.detail, d.provider_id, d.batch_id, d.payload,
-                     d.source.topic, d.source.partition, d.source.offset, d.index])  # fmt: skip
+        rows.append(row)
     if rows:
         await store.insert_retrying("deadletters", list(zip(*rows)), DEADLETTER_COLUMNS)
 
@@ -210,9 +254,8 @@ class LifecycleReader:
             return applied
 
     def _apply(self, value: bytes) -> bool:
-        try:
-            ev = lifecycle_decoder.decode(value)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        ev = decode_lifecycle(value)
+        if isinstance(ev, Reject):
             return False  # the agent dead-letters it
         if ev.event_id in self.seen or ev.event_id in self.applied_here:
             return False

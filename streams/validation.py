@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -14,6 +13,8 @@ from opscenter.wire import Sample, telemetry_decoder
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _PCT_FIELDS = ("cpu_pct", "mem_pct", "storage_pct")
+#: largest value of ClickHouse Float32 (the rate columns): a bigger one can never be inserted
+RATE_MAX = 3.4028234663852886e38
 _sample_decoder = msgspec.json.Decoder(Sample)
 
 
@@ -73,8 +74,8 @@ def check_sample(s: Sample, now_ms: int, limits: Limits) -> tuple[str, str] | No
             return "out_of_range", f"{name}={v!r} not in [0, 100]"
     for name in ("net_rx_kbps", "net_tx_kbps"):
         v = getattr(s, name)
-        if v is not None and not (v >= 0.0 and math.isfinite(v)):
-            return "out_of_range", f"{name}={v!r} must be a finite number >= 0"
+        if v is not None and not (0.0 <= v <= RATE_MAX):
+            return "out_of_range", f"{name}={v!r} must be a number in [0, {RATE_MAX:.4g}]"
     ts_ms = _ms(s.ts)
     if ts_ms > now_ms + limits.max_future_s * 1000:
         return "future_timestamp", f"ts {s.ts.isoformat()} is more than {limits.max_future_s}s ahead"
@@ -100,13 +101,22 @@ def decode_samples_one_by_one(raw_samples: list[object]) -> list[Sample | Reject
     """Per-sample decode, used only when the fast typed decode of the whole batch failed."""
     out: list[Sample | Reject] = []
     for item in raw_samples:
-        payload = orjson.dumps(item)
+        try:
+            payload = orjson.dumps(item)
+        except TypeError:  # orjson writes neither ints beyond 64 bits nor nesting deeper than 254
+            try:
+                payload = msgspec.json.encode(item)
+            except (TypeError, ValueError, RecursionError) as exc:
+                out.append(Reject("schema", f"sample cannot be read: {exc}", b'"(not re-encodable)"'))
+                continue
         try:
             out.append(_sample_decoder.decode(payload))
         except msgspec.ValidationError as exc:
             out.append(Reject("schema", str(exc), payload))
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             out.append(Reject("unparseable", str(exc), payload))
+        except RecursionError:
+            out.append(Reject("schema", "sample nested too deeply", payload))
     return out
 
 
@@ -144,6 +154,8 @@ def validate_batch(
         samples = decode_samples_one_by_one(raw_samples)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # not JSON; not UTF-8 (even inside a string)
         return Validated("", "", good, [Reject("unparseable", str(exc), raw)])
+    except RecursionError:  # msgspec recurses even into fields it skips: ~1000 nested arrays
+        return Validated("", "", good, [Reject("unparseable", "JSON nested too deeply", raw)])
     rejects: list[Reject] = []
     if len(samples) > limits.max_samples:
         rejects.append(
@@ -169,8 +181,8 @@ def validate_batch(
             t < lo_ms
             or t > hi_ms
             or not (0.0 <= c <= 100.0 and 0.0 <= m <= 100.0 and 0.0 <= st <= 100.0)
-            or (rx is not None and not (0.0 <= rx < math.inf))
-            or (tx is not None and not (0.0 <= tx < math.inf))
+            or (rx is not None and not (0.0 <= rx <= RATE_MAX))
+            or (tx is not None and not (0.0 <= tx <= RATE_MAX))
             or res is None
             or res.provider_id != provider_id
             or res.state not in SUPERVISED_STATES

@@ -76,3 +76,21 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 30.
             return last
         await asyncio.sleep(every_s)
     raise AssertionError(f"condition not met in {timeout_s}s; last value: {last!r}")
+
+
+def client_as(services: Any, role: str = "bureau", scope: str = "") -> Any:
+    """An httpx client on the web app authenticated as ``role`` (a bearer token stored hashed)."""
+    import httpx
+
+    from dashboard.app import build_app
+    from opscenter.tokens import digest
+
+    token = f"test-{role}-{scope or 'all'}"
+    services.store.client.insert(
+        "api_tokens", [[digest(token), f"test {role}", role, scope, 0, time.time_ns()]],
+        column_names=["token_sha256", "name", "role", "scope", "revoked", "version"],
+    )  # fmt: skip
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app(services)), base_url="http://test",
+        headers={"authorization": f"Bearer {token}"},
+    )  # fmt: skip

@@ -1,0 +1,138 @@
+"""The alert agent: events.v1 → rules → alert state (per event, in the stream) plus a timer for deadlines."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import orjson
+
+from alerts.model import Observation, from_event
+from alerts.persist import CONTROL_CHANNEL
+from alerts.service import AlertService, from_services
+from alerts.yamlfile import ConfigError
+from opscenter.wire import (
+    TOPIC_DEADLETTER,
+    TOPIC_EVENTS,
+    DeadLetter,
+    DeadLetterSource,
+    event_decoder,
+    json_encoder,
+)
+
+log = logging.getLogger(__name__)
+
+#: how often the timer looks for due holds, groups, repeats, escalations (a cheap ZRANGEBYSCORE)
+TIMER_INTERVAL_S = 0.2
+
+
+def decode(services: Any, events: list[Any]) -> tuple[list[Observation], list[DeadLetter]]:
+    """Decode events.v1 messages; undecodable ones become dead letters (never stop the agent)."""
+    out, dead = [], []
+    for e in events:
+        m = e.message
+        try:
+            out.append(from_event(event_decoder.decode(m.value)))
+        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+            reason = "schema" if isinstance(exc, msgspec.ValidationError) else "unparseable"
+            dead.append(DeadLetter(reason, f"events.v1: {exc}"[:500], DeadLetterSource(m.topic, m.partition, m.offset),
+                                   "", (m.value or b"")[:4096].decode("utf-8", "replace"),
+                                   datetime.now(UTC)))  # fmt: skip
+    return out, dead
+
+
+def live_observations(notice: dict[str, Any], registry: Any) -> list[Observation]:
+    """A live telemetry notice (streams/live.py) as ``metric`` observations with inventory labels."""
+    out = []
+    for rid, cpu, mem, storage, ts_ms in notice.get("resources", []):
+        res = registry.get(rid) if registry is not None else None
+        labels = {"resource": rid, "subject": rid}
+        if res is not None:
+            labels.update(provider=res.provider_id, unit=res.unit_id, district=res.district_id)
+        out.append(Observation("metric", int(ts_ms), {k: v for k, v in labels.items() if v},
+                               {"cpu_pct": cpu, "mem_pct": mem, "storage_pct": storage}))  # fmt: skip
+    return out
+
+
+async def follow_live(svc: AlertService, services: Any) -> None:
+    """Feed live samples to the rules that read kind ``metric`` (only if some rule does)."""
+    if not any("metric" in r.select.kinds for r in svc.config.rules):
+        return
+    from streams.live import CHANNEL
+
+    pubsub = services.redis.pubsub()
+    await pubsub.subscribe(CHANNEL)
+    try:
+        async for msg in pubsub.listen():
+            if msg.get("type") != "message":
+                continue
+            try:
+                notice = orjson.loads(msg["data"])
+                if notice.get("type") == "telemetry":
+                    await svc.observe(
+                        live_observations(notice, getattr(services, "registry", None))
+                    )
+            except Exception:
+                log.exception("live metric evaluation failed")
+    finally:
+        await pubsub.aclose()
+
+
+async def follow_control(svc: AlertService, services: Any) -> None:
+    """Reload the rule file when the API asks (any process may serve the reload request)."""
+    pubsub = services.redis.pubsub()
+    await pubsub.subscribe(CONTROL_CHANNEL)
+    try:
+        async for msg in pubsub.listen():
+            if msg.get("type") == "message" and orjson.loads(msg["data"]).get("reload"):
+                try:
+                    svc.reload()
+                except ConfigError as exc:  # the API validated it; a later edit may not be
+                    log.error("rule reload refused, running rules kept: %s", exc)
+    finally:
+        await pubsub.aclose()
+
+
+def register(app: Any, services: Any) -> None:
+    """Add the alert agent, its timer and its live-metric task to the Faust app."""
+    svc = from_services(services)
+    topic = app.topic(TOPIC_EVENTS, value_type=bytes, key_type=bytes)
+
+    @app.agent(topic, name="alerts")
+    async def alerts(stream: Any) -> None:
+        async for events in stream.take_events(200, within=0.02):
+            await svc.start()
+            observations, dead = decode(services, events)
+            for d in dead:
+                await services.send(TOPIC_DEADLETTER, None, json_encoder.encode(d))
+            t0 = time.perf_counter()
+            await svc.observe(observations)
+            log.debug(
+                "alerts: %d events in %.1f ms", len(observations), (time.perf_counter() - t0) * 1000
+            )
+
+    @app.timer(interval=TIMER_INTERVAL_S)
+    async def alert_timers() -> None:
+        try:
+            await svc.start()
+            await svc.fire_due()
+        except Exception:
+            log.exception("alert timers failed; retrying next tick")
+
+    @app.task
+    async def alert_control() -> None:
+        try:
+            await follow_control(svc, services)
+        except Exception:
+            log.exception("alert control channel stopped")
+
+    @app.task
+    async def alert_live() -> None:
+        try:
+            await svc.start()
+            await follow_live(svc, services)
+        except Exception:
+            log.exception("live metric alerting stopped")

@@ -1,0 +1,167 @@
+"""Time the annual fee assessment over daily rollups: 5,000 resources × 1 year on embedded chDB.
+
+Seeds a private chDB path (inventory, lifecycle with adjustments and deregistrations, one
+rollup_1d row per resource-day, a mid-year price change and a correction, judgements, dead
+letters), then times ``sql/reports/assessment_lines.sql`` + ``assessment_unregistered.sql`` and
+the whole assessment (queries + fees.assess) and writes JSON to bench/results/assessment.json.
+
+    python bench/assessment.py [--resources 5000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sql
+from dashboard.api_billing import load_scheme, run_assessment
+from opscenter import store
+from opscenter.settings import Settings
+
+PROVIDER = "bench-p1"
+YEAR = 2025
+
+
+def seed(client, n: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Insert a year of one provider with ``n`` resources; return the row counts."""
+    p = {"p": PROVIDER, "n": n, "y0": date(YEAR, 1, 1)}
+    client.command(
+        "INSERT INTO inventory (resource_id, provider_id, unit_id, district_id, name, vcpu, mem_gb, storage_gb, state, "
+        "interval_s, updated, version) SELECT concat('r', toString(number)), {p:String}, concat('u', toString(number % 40)), "
+        "'d1', concat('r', toString(number)), 4, 8, 100, 'delivered', 60, now64(3), 1 FROM numbers({n:UInt32})",
+        parameters=p,
+    )  # fmt: skip
+    # delivered: 80 % before the year, 20 % during it; 20 % adjusted in June; 10 % deregistered in the autumn
+    client.command(
+        "INSERT INTO lifecycle_events (event_id, resource_id, type, ts, provider_id, unit_id, district_id, vcpu, mem_gb, "
+        "storage_gb) SELECT concat('d', toString(number)), concat('r', toString(number)), 'delivered', "
+        "if(number % 5 = 0, toDateTime64({y0:Date}, 3) + toIntervalDay(number % 300), toDateTime64('2024-06-01', 3)), "
+        "{p:String}, 'u1', 'd1', 2 + number % 8, 4 + number % 16, 50 + number % 500 FROM numbers({n:UInt32})",
+        parameters=p,
+    )  # fmt: skip
+    client.command(
+        "INSERT INTO lifecycle_events (event_id, resource_id, type, ts, provider_id, unit_id, district_id, vcpu, mem_gb, "
+        "storage_gb) SELECT concat('a', toString(number)), concat('r', toString(number)), 'adjusted', "
+        "toDateTime64('2025-06-15 03:00:00', 3), {p:String}, 'u1', 'd1', 16, 32, 1000 FROM numbers({n:UInt32}) "
+        "WHERE number % 5 = 1",
+        parameters=p,
+    )  # fmt: skip
+    client.command(
+        "INSERT INTO lifecycle_events (event_id, resource_id, type, ts, provider_id, unit_id, district_id) "
+        "SELECT concat('x', toString(number)), concat('r', toString(number)), 'deregistered', "
+        "toDateTime64('2025-10-01 03:00:00', 3) + toIntervalDay(number % 60), {p:String}, 'u1', 'd1' "
+        "FROM numbers({n:UInt32}) WHERE number % 10 = 3",
+        parameters=p,
+    )  # fmt: skip
+    # one daily rollup row per resource-day; ~2 % of days below the supervision threshold
+    client.command(
+        "INSERT INTO rollup_1d (day, provider_id, resource_id, samples, late, cpu_sum, cpu_max, cpu_q) "
+        "SELECT {y0:Date} + intDiv(number, {n:UInt32}), {p:String}, concat('r', toString(number % {n:UInt32})), "
+        "if(cityHash64(number) % 50 = 0, 600, 1440), 0, 40 * 1440, 90, "
+        "arrayReduce('quantileTDigestState(0.95)', [toFloat32(60)]) FROM numbers({n:UInt32} * 365)",
+        parameters=p,
+    )  # fmt: skip
+    now = datetime.now(timezone.utc)
+    cols = ["version_id", "resource_class", "valid_from", "valid_to", "vcpu_day", "mem_gb_day", "storage_gb_day",
+            "correction", "reason", "created_by", "created_at"]  # fmt: skip
+    client.insert("price_versions", [
+        ["pv-1", "standard", date(YEAR, 1, 1), None, Decimal("1.0"), Decimal("0.5"), Decimal("0.0125"), 1, "bench", "b", now],
+        ["pv-2", "standard", date(YEAR, 7, 1), None, Decimal("1.2"), Decimal("0.45"), Decimal("0.0125"), 1, "bench", "b", now],
+        ["pv-3", "standard", date(YEAR, 3, 1), date(YEAR, 4, 1), Decimal("0.9"), Decimal("0.5"), Decimal("0.01"), 1, "fix", "b",
+         now],
+    ], column_names=cols)  # fmt: skip
+    client.command(
+        "INSERT INTO service_judgements SELECT concat('j', toString(number)), 'judge', {p:String}, "
+        "concat('r', toString(number * 97)), toDate('2025-05-01'), toDate('2025-05-10'), 'bench', 'b', now64(3) "
+        "FROM numbers(50)",
+        parameters=p,
+    )  # fmt: skip
+    client.command(
+        "INSERT INTO deadletters SELECT now64(3), 'unregistered_resource', '', {p:String}, 'b', "
+        "concat('{\"resource_id\":\"ghost-', toString(number % 100), '\",\"ts\":\"2025-0', toString(1 + number % 9), "
+        "'-10T03:00:00+00:00\"}'), 'telemetry.v1', 0, number, 0 FROM numbers(10000)",
+        parameters=p,
+    )  # fmt: skip
+    counts = {}
+    for t in ("inventory", "lifecycle_events", "rollup_1d", "price_versions", "service_judgements", "deadletters"):
+        counts[t] = int(client.query(f"SELECT count() FROM {t}").result_rows[0][0])  # table names are constants
+    return counts
+
+
+def timed(fn, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--resources", type=int, default=5000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "assessment.json"))
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-assessment-"))
+    try:
+        settings = Settings(clickhouse_dsn=f"chdb://{work / 'chdb'}", clickhouse_database="bench", data_dir=work,
+                            demo=False)  # fmt: skip
+        client = store.connect(settings)
+        store.migrate(client, settings)
+        t0 = time.perf_counter()
+        counts = seed(client, args.resources)
+        seed_s = time.perf_counter() - t0
+        params = {"provider": PROVIDER, "from": date(YEAR, 1, 1), "to": date(YEAR, 12, 31), "threshold": 0.9}
+        lines_sql, unreg_sql = sql.report("assessment_lines"), sql.report("assessment_unregistered")
+        n_runs = len(client.query(lines_sql, parameters=params).result_rows)  # warm-up
+        lines_s = timed(lambda: client.query(lines_sql, parameters=params), args.runs)
+        unreg_s = timed(lambda: client.query(unreg_sql, parameters={k: params[k] for k in ("provider", "from", "to")}),
+                        args.runs)  # fmt: skip
+        async_store = store.AsyncStore(client)
+        scheme = load_scheme()
+
+        def whole() -> None:
+            asyncio.run(run_assessment(async_store, PROVIDER, date(YEAR, 1, 1), date(YEAR, 12, 31), scheme))
+
+        whole_s = timed(whole, args.runs)
+        a = asyncio.run(run_assessment(async_store, PROVIDER, date(YEAR, 1, 1), date(YEAR, 12, 31), scheme))
+        result = {
+            "benchmark": "annual fee assessment over daily rollups (sql/reports/assessment_lines.sql)",
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+            "resources": args.resources, "days": 365, "rows": counts, "seed_s": round(seed_s, 2),
+            "runs": args.runs,
+            "assessment_lines_s": {"median": round(statistics.median(lines_s), 3), "min": round(min(lines_s), 3),
+                                   "max": round(max(lines_s), 3)},
+            "assessment_unregistered_s": {"median": round(statistics.median(unreg_s), 3)},
+            "whole_assessment_s": {"median": round(statistics.median(whole_s), 3), "min": round(min(whole_s), 3)},
+            "output": {"runs": n_runs, "lines": len(a.lines), "exclusions": len(a.exclusions),
+                       "unregistered": len(a.unregistered), "gross": str(a.totals.gross), "net": str(a.totals.net)},
+        }  # fmt: skip
+        async_store.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import json
+
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

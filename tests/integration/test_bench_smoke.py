@@ -1,0 +1,54 @@
+"""Quick variants of the benchmark scenarios: the harness works and its results are well formed.
+
+Timings are not asserted here (these machines are shared and noisy); the figures live in
+bench/results/ and the README.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from opscenter import bench
+
+pytestmark = pytest.mark.slow
+
+
+def _saved(out: Path, scenario: str) -> dict:
+    (path,) = out.glob(f"{scenario}-*.json")
+    doc = json.loads(path.read_text())
+    assert doc["scenario"] == scenario and doc["machine"]["cpus"] and doc["version"]
+    return doc
+
+
+def test_pipeline_smoke(tmp_path: Path) -> None:
+    # its own process: the pipeline opens a chDB path, and chDB allows one path per process
+    out = subprocess.run(
+        [sys.executable, "-m", "opscenter.cli", "bench", "pipeline", "--samples", "20000", "--resources", "200",
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "end to end" in out.stdout and "goal 400,000" in out.stdout
+    fig = json.loads(next(tmp_path.glob("pipeline-*.json")).read_text())
+    assert fig["samples"] >= 19_000
+    assert fig["end_to_end_samples_s"] > 0 and fig["reference_samples_s"] > 0 and 0 < fig["ratio"]
+    _saved(tmp_path, "pipeline")
+
+
+def test_fanout_smoke(tmp_path: Path) -> None:
+    fig = bench.main("fanout", clients=[20], seconds=2.0, out_dir=tmp_path)
+    (level,) = fig["levels"]
+    assert level["connected"] == 20 and level["errors"] == 0 and level["deliveries"] > 0
+    assert level["p50_ms"] <= level["p99_ms"] <= level["max_ms"]
+    _saved(tmp_path, "fanout")
+
+
+def test_memory_smoke(tmp_path: Path) -> None:
+    fig = bench.main("memory", levels=[500], out_dir=tmp_path)
+    (level,) = fig["levels"]
+    assert level["resources"] == 500 and level["rss_mib"] > level["baseline_mib"] > 0
+    _saved(tmp_path, "memory")
