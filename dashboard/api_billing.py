@@ -572,8 +572,13 @@ async def provider_report(store: AsyncStore, provider: str, kind: str, first: da
         "recommendations_open": sum(r["recommendations"] for r in recs if r["status"] in ("proposed", "approved")),
         "rejected_inputs": sum(r["rejected"] for r in rejected),
     }  # fmt: skip
+    names = await store.query(
+        "SELECT argMax(name_zh, version) FROM orgs WHERE kind = 'provider' AND org_id = {p:String} "
+        "GROUP BY org_id", {"p": provider},
+    )  # fmt: skip
     return {
-        "provider_id": provider, "kind": kind, "kind_zh": REPORT_KINDS[kind][0], "label": label,
+        "provider_id": provider, "provider_name": names[0][0] if names else provider,
+        "kind": kind, "kind_zh": REPORT_KINDS[kind][0], "label": label,
         "from": first.isoformat(), "to": last.isoformat(),
         "generated_at": (now or datetime.now(timezone.utc)).astimezone(CST).isoformat(timespec="seconds"),
         "summary": summary, "sla_results": _jsonable(sla) if sla else None,
@@ -592,6 +597,16 @@ REPORT_TABLES = (
     ("recommendations", "调整建议及处理结果", "recommendations and their fate", ("direction", "status", "recommendations")),
     ("rejected_inputs", "被拒收的数据", "rejected inputs", ("reason", "rejected")),
 )  # fmt: skip
+#: Chinese column headings of the printable report (the English key stays in CSV/XLSX/JSON)
+COLUMN_ZH = {
+    "resource_id": "资源编号", "name": "名称", "unit_id": "使用单位", "state": "状态", "days_in_service": "在服务天数",
+    "completeness_pct": "完整率 %", "late_pct": "迟到率 %", "cpu_mean": "CPU 均值 %", "cpu_p95": "CPU p95 %",
+    "mem_mean": "内存均值 %", "mem_p95": "内存 p95 %", "storage_mean": "存储均值 %", "storage_p95": "存储 p95 %",
+    "band": "区间", "severity": "级别", "opened": "故障数", "drills": "演练", "resolved": "已恢复",
+    "response_min": "响应（分钟）", "restore_min": "恢复（分钟）", "response_breaches": "响应超时",
+    "restore_breaches": "恢复超时", "direction": "方向", "status": "状态", "recommendations": "建议数",
+    "reason": "原因", "rejected": "条数",
+}  # fmt: skip
 SUMMARY_LABELS = (
     ("resources", "资源数"), ("resource_days", "在服务资源·天"), ("completeness_pct", "监测数据完整率 %"),
     ("low", "利用率偏低资源（p95 < 20 %）"), ("high", "利用率偏高资源（p95 > 80 %）"), ("incidents", "故障数（不含演练）"),
@@ -608,9 +623,10 @@ def report_html(doc: dict[str, Any], inline_css: bool = False) -> str:
 
     def cell(v: Any) -> str:
         cls = ' class="n"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-        return f"<td{cls}>{esc('' if v is None else str(v))}</td>"
+        text = f"{v:.1f}" if isinstance(v, float) else "" if v is None else str(v)  # no Float32 noise on paper
+        return f"<td{cls}>{esc(text)}</td>"
 
-    title = f"{doc['provider_id']} 云服务运维{doc['kind_zh']}（{doc['label']}）"
+    title = f"{doc.get('provider_name') or doc['provider_id']} 云服务运维{doc['kind_zh']}（{doc['label']}）"
     style = (f"<style>{REPORT_CSS}</style>" if inline_css
              else '<link rel="stylesheet" href="/api/v1/reports/report.css">')  # fmt: skip
     meta = (f'<p class="meta">报告期 {esc(doc["from"])} 至 {esc(doc["to"])}（北京时间）· 生成时间 {esc(doc["generated_at"])} '
@@ -628,7 +644,7 @@ def report_html(doc: dict[str, Any], inline_css: bool = False) -> str:
         out.append(f"<p>{esc(doc['sla_note'])}</p>")
     for key, zh, en, cols in REPORT_TABLES:
         out.append(f'<h2>{esc(zh)} <span class="en">{esc(en)}</span></h2><table><tr>')
-        out += [f"<th>{esc(c)}</th>" for c in cols]
+        out += [f"<th>{esc(COLUMN_ZH.get(c, c))}</th>" for c in cols]
         out.append("</tr>")
         out += ["<tr>" + "".join(cell(r.get(c)) for c in cols) + "</tr>" for r in doc[key]]
         if not doc[key]:
@@ -724,7 +740,9 @@ async def write_reports(settings: Any, kind: str, period: str, providers: list[s
 
     stream = stream or sys.stderr
     first, last, label = report_period(kind, period)
-    async_store = AsyncStore(store_mod.connect(settings))
+    client = store_mod.connect(settings)
+    store_mod.migrate(client, settings)  # a database from an older version gets the new tables
+    async_store = AsyncStore(client)
     try:
         if not providers:
             rows = await async_store.query("SELECT DISTINCT provider_id FROM inventory ORDER BY provider_id")

@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--backfill-only", action="store_true", help="exit after the backfill")
     sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sim.add_argument("--publish-inventory", action="store_true", help="publish the demo inventory first")
+    rep = sub.add_parser("report", help="write provider reports (HTML, CSV, XLSX, JSON) for a period")
+    rep.add_argument("kind", choices=["monthly", "quarterly", "annual"], help="report period kind")
+    rep.add_argument("period", help="e.g. 2026-03 (monthly), 2026-Q1 (quarterly), 2026 (annual)")
+    rep.add_argument("--provider", action="append", help="provider id (repeatable; default: all)")
+    rep.add_argument("--format", action="append", choices=["html", "csv", "xlsx", "json"], help="(repeatable)")
+    rep.add_argument("--out", default="reports", help="output folder")
+
     bench = sub.add_parser("bench", help="measure the pipeline on a private embedded stack")
     bench.add_argument("scenario", choices=["pipeline", "fanout", "memory"], help="what to measure")
     bench.add_argument("--samples", type=int, default=1_000_000, help="pipeline: samples to push through")
@@ -69,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(runner.web(settings))
         if args.command == "migrate":
             return asyncio.run(runner.migrate(settings))
+        if args.command == "report":
+            from pathlib import Path
+
+            from dashboard.api_billing import write_reports
+
+            return asyncio.run(write_reports(settings, args.kind, args.period, args.provider, Path(args.out), args.format))
         if args.command == "bench":
             from opscenter import bench
 

@@ -66,27 +66,50 @@ class Services:
         await self.producer.send_and_wait(topic, value=value, key=key)
 
     async def follow_inventory(self) -> None:
-        """Apply registry changes made by other workers (published on Redis) to the local copy."""
-        pubsub = self.redis.pubsub()
-        await pubsub.subscribe(INVENTORY_CHANNEL)
-        try:
-            async for msg in pubsub.listen():
-                if msg.get("type") != "message":
-                    continue
-                doc = orjson.loads(msg["data"])
-                for k in ("updated", "delivered", "deregistered"):
-                    if doc.get(k):
-                        from datetime import datetime
+        """Apply registry changes made by other workers (published on Redis) to the local copy.
 
-                        doc[k] = datetime.fromisoformat(doc[k])
-                self.registry.put(Resource(**doc))
-        finally:
-            await pubsub.aclose()
+        Survives Redis restarts: it resubscribes, and catches up from lifecycle.v1 meanwhile.
+        """
+        from datetime import datetime
+
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(INVENTORY_CHANNEL)
+                async for msg in pubsub.listen():
+                    if msg.get("type") != "message":
+                        continue
+                    doc = orjson.loads(msg["data"])
+                    for k in ("updated", "delivered", "deregistered"):
+                        if doc.get(k):
+                            doc[k] = datetime.fromisoformat(doc[k])
+                    self.registry.put(Resource(**doc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis gone: retry, and read what we missed
+                log.warning("inventory follower lost Redis (%s); resubscribing", exc)
+                await asyncio.sleep(1.0)
+                try:
+                    await self.lifecycle_reader.catch_up(min_interval_s=0)
+                except Exception:  # noqa: BLE001
+                    pass
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # noqa: BLE001
+                    pass
 
     async def aclose(self) -> None:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for name, domain in list(self.domains.items()):  # e.g. the alert service's HTTP session
+            closer = getattr(domain, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:  # noqa: BLE001 - closing: report and go on
+                    log.exception("closing domain %s failed", name)
         await self.lifecycle_reader.stop()
         await self.producer.stop()
         await self.redis.aclose()

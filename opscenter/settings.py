@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     simulate_resources: int = Field(300, description="resources the simulator drives")
     simulate_interval_s: float = Field(15.0, description="seconds between samples of one resource")
 
+    # --- data files (empty: the packaged defaults) ---------------------------------------
+    sla_targets_file: str = Field("", description="SLA targets per severity (YAML); empty = opscenter/data/sla_targets.yaml")
+    alerts_rules_path: str = Field("", description="alert rules (YAML); empty = alerts/rules.yaml")
+    alerts_calendar_path: str = Field("", description="assurance-period calendar (YAML); empty = alerts/calendar.yaml")
+
     log_level: str = Field("info", description="crit/error/warn/info/debug")
 
     # --- derived --------------------------------------------------------------------
