@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "opscenter:events"  # band changes, SLA events, … (published by the domains)
 ALERTS_CHANNEL = "opscenter:alerts"  # alert notices (published by the alert agent)
+PERIODS_KEY = "opscenter:alerts:periods"  # assurance periods (重保), kept by the alert engine
+ALERTS_KEY = "opscenter:alerts:alerts"  # alert state (fingerprint → alert JSON), kept by the alert engine
+SEVERITIES = ("P1", "P2", "P3", "P4")
 LOW_PCT, HIGH_PCT = 20.0, 80.0
 STALE_MS = 120_000  # a resource silent this long is not "reporting"
 
@@ -126,6 +129,8 @@ class LiveHub:
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
         self.clients: set[_Client] = set()
         self.seq = 0
+        self.open_alerts: dict[str, tuple[str, str]] = {}  # alert id → (severity, state), not resolved
+        self.periods: list[dict[str, Any]] = []  # assurance periods (id, name_zh, name_en, starts_ms, ends_ms)
         self.notice_ms = 0  # publish time of the newest live notice applied (for delivery latency)
         self._changed = asyncio.Event()  # set when something changed: frames are event-driven
         self._samples: deque[tuple[float, int]] = deque(maxlen=2000)  # (monotonic, samples) for the rate
@@ -134,6 +139,8 @@ class LiveHub:
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         await self._load()
+        await self._load_periods()
+        await self._load_alerts()
         self._tasks = [
             asyncio.create_task(self._follow(), name="live-follow"),
             asyncio.create_task(self._frames(), name="live-frames"),
@@ -153,6 +160,39 @@ class LiveHub:
                 if raw:
                     d = orjson.loads(raw)
                     self.latest[key[len(RES_PREFIX) :]] = (d["cpu"], d["mem"], d["storage"], d["ts_ms"])
+
+    async def _load_periods(self) -> None:
+        try:
+            raw = await self.redis.hgetall(PERIODS_KEY)
+        except Exception as exc:  # noqa: BLE001 - no banner rather than no screen
+            log.warning("assurance periods unavailable: %s", exc)
+            return
+        self.periods = [orjson.loads(v) for v in raw.values()]
+        self._changed.set()
+
+    async def _load_alerts(self) -> None:
+        try:
+            raw = await self.redis.hgetall(ALERTS_KEY)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("alert state unavailable: %s", exc)
+            return
+        for v in raw.values():
+            self._track(orjson.loads(v))
+
+    def _track(self, a: dict[str, Any]) -> None:
+        aid = a.get("alert_id") or a.get("fingerprint", "")
+        if a.get("state") == "resolved":
+            self.open_alerts.pop(aid, None)
+        elif aid:
+            self.open_alerts[aid] = (a.get("severity", ""), a.get("state", ""))
+
+    def assurance(self, now_ms: int) -> dict[str, Any] | None:
+        """The assurance period (重保) in force now, for the banner; of overlapping ones, the last to end."""
+        inside = [p for p in self.periods if p.get("starts_ms", 0) <= now_ms < p.get("ends_ms", 0)]
+        if not inside:
+            return None
+        p = max(inside, key=lambda x: x["ends_ms"])
+        return {"name": p.get("name_zh", ""), "name_en": p.get("name_en", ""), "end_ms": p["ends_ms"]}
 
     async def _follow(self) -> None:
         while True:
@@ -187,8 +227,19 @@ class LiveHub:
             self._samples.append((time.monotonic(), len(rows)))
             self.notice_ms = max(self.notice_ms, int(doc.get("ts_ms", 0)))
             self._changed.set()
-        elif channel in (EVENTS_CHANNEL, ALERTS_CHANNEL):
-            self.history.appendleft({"channel": channel.rsplit(":", 1)[-1], **doc})
+        elif channel == ALERTS_CHANNEL and doc.get("type") == "assurance":
+            asyncio.ensure_future(self._load_periods())  # a period started, ended or changed
+        elif channel == ALERTS_CHANNEL:
+            for a in doc.get("alerts") or []:  # one history line per alert state change
+                self._track(a)
+                self.history.appendleft({
+                    "ts_ms": doc.get("at_ms") or a.get("updated_ms"), "type": doc.get("type"),
+                    "severity": a.get("severity", ""), "state": a.get("state", ""),
+                    "summary_zh": a.get("summary_zh", ""), "summary_en": a.get("summary_en", ""),
+                })  # fmt: skip
+            self._changed.set()
+        elif channel == EVENTS_CHANNEL:
+            self.history.appendleft({"ts_ms": doc.get("ts_ms"), "type": doc.get("kind", ""), **doc})
             self._changed.set()
 
     # -- frames ---------------------------------------------------------------------
@@ -220,6 +271,9 @@ class LiveHub:
                 "notice_ms": self.notice_ms,
             },
             "history": list(self.history),
+            "assurance": self.assurance(now_ms),
+            "alerts_open": {sev: sum(1 for s, st in self.open_alerts.values() if s == sev) for sev in SEVERITIES},
+            "alerts_acknowledged": sum(1 for _, st in self.open_alerts.values() if st == "acknowledged"),
         }
 
     def _hot(self, n: int = 6) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ const I18N = {
     units: "各单位资源利用率（按峰值排序）", legend_low: "<20% 偏低", legend_normal: "20–80% 合理",
     legend_high: ">80% 偏高", assurance: "重保", remaining: "剩余", cpu: "CPU", mem: "内存", storage: "存储",
     no_data: "无数据", band_low: "偏低", band_normal: "合理", band_high: "偏高", band_none: "无数据",
+    state_acknowledged: "已确认", state_resolved: "已恢复",
   },
   en: {
     title: "Weihai Government Cloud Operations Control Center", offline: "Disconnected, reconnecting…",
@@ -17,6 +18,7 @@ const I18N = {
     legend_normal: "20–80% in band", legend_high: ">80% high", assurance: "Assurance period",
     remaining: "left", cpu: "CPU", mem: "Memory", storage: "Storage", no_data: "no data",
     band_low: "low", band_normal: "in band", band_high: "high", band_none: "no data",
+    state_acknowledged: "acknowledged", state_resolved: "resolved",
   },
 };
 function lang() { return localStorage.getItem("lang") === "en" ? "en" : "zh"; }

@@ -62,9 +62,11 @@ function renderHistory(list) {
   document.getElementById("history-empty").classList.toggle("hidden", list.length > 0);
   document.getElementById("history").replaceChildren(...list.slice(0, 8).map((h) => {
     const li = el("li");
-    const when = h.ts ? new Date(h.ts).toLocaleTimeString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : "";
+    const when = h.ts_ms ? new Date(h.ts_ms).toLocaleTimeString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : "";
     const what = (lang() === "en" ? h.summary_en : h.summary_zh) || `${h.kind || h.state || ""} ${h.subject || ""}`;
-    li.append(el("span", "what", what));
+    if (h.severity) li.append(el("span", `sev ${h.severity}`, h.severity));
+    const stateText = h.state === "acknowledged" || h.state === "resolved" ? ` · ${t("state_" + h.state)}` : "";
+    li.append(el("span", `what ${h.state || ""}`, what + stateText));
     li.append(el("span", "when", when));
     return li;
   }));
@@ -75,7 +77,7 @@ function renderAssurance() {
   const a = lastFrame && lastFrame.assurance;
   if (!a) { box.classList.add("hidden"); return; }
   box.classList.remove("hidden");
-  document.getElementById("assurance-name").textContent = a.name;
+  document.getElementById("assurance-name").textContent = lang() === "en" && a.name_en ? a.name_en : a.name;
   const left = Math.max(0, a.end_ms - Date.now());
   const h = Math.floor(left / 3600000), m = Math.floor((left % 3600000) / 60000);
   document.getElementById("assurance-left").textContent = lang() === "en" ? `${h} h ${m} min` : `${h} 小时 ${m} 分`;
@@ -92,6 +94,12 @@ function render(f) {
   document.getElementById("k-reporting").textContent = f.totals.reporting.toLocaleString("zh-CN");
   document.getElementById("k-rate").textContent = f.totals.updated_last_minute.toLocaleString("zh-CN");
   document.getElementById("seq").textContent = `#${f.seq}`;
+  const open = f.alerts_open || {};
+  for (const sev of ["P1", "P2", "P3", "P4"]) {
+    const box = document.getElementById(`a-${sev}`);
+    box.textContent = String(open[sev] || 0);
+    box.parentElement.classList.toggle("lit", (open[sev] || 0) > 0);
+  }
 }
 
 function setConn(on) {

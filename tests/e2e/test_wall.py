@@ -151,3 +151,39 @@ async def test_screen_recovers_after_server_restart(up: Up, browser) -> None:  #
     assert await page.locator("#seq").inner_text() != "" and seq_before
     await page.close()
 
+
+
+async def test_alert_reaches_the_wall_and_an_acknowledgement_changes_it(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    """events.v1 band_change → alert engine → wall; a duty officer acknowledges → the wall shows it."""
+    from opscenter.wire import TOPIC_EVENTS, Event
+
+    wall = await _page(browser, up)
+    before = int(await wall.locator("#a-P3").inner_text())
+    ev = Event(
+        "ev-wall-alert-1", "band_change", datetime.now(timezone.utc), "r-wall-alert", provider_id="p-haiyun",
+        unit_id="u-gaj", district_id="d-huancui", resource_id="r-wall-alert",
+        data={"metric": "cpu", "window": "1h", "from": "normal", "to": "high", "value": 93.5},
+    )  # fmt: skip
+    await _produce(up, [(TOPIC_EVENTS, b"r-wall-alert", json_encoder.encode(ev))])
+    line = wall.locator("#history li", has_text="r-wall-alert")
+    await line.first.wait_for(timeout=15_000)
+    await expect(wall.locator("#a-P3")).to_have_text(str(before + 1), timeout=5_000)
+
+    # a duty officer logs in (CSRF-protected form) and acknowledges the alert through the API
+    console = await browser.new_page()
+    await console.goto(f"{up.base}/login?next=/wall")
+    await console.fill("input[name=username]", "duty")
+    await console.fill("input[name=password]", "demo-duty")
+    await console.click("button[type=submit]")
+    await console.wait_for_url(f"{up.base}/wall**")
+    me = await (await console.request.get(f"{up.base}/api/v1/me")).json()
+    alerts = await (await console.request.get(f"{up.base}/api/v1/alerts?state=firing")).json()
+    (alert,) = [a for a in alerts["alerts"] if a["labels"].get("resource") == "r-wall-alert"]
+    r = await console.request.post(f"{up.base}/api/v1/alerts/{alert['alert_id']}/acknowledge",
+                                   data={"comment": "处理中"}, headers={"x-csrf-token": me["csrf"]})  # fmt: skip
+    assert r.status == 200, await r.text()
+    await wall.locator("#history li .what.acknowledged", has_text="r-wall-alert").first.wait_for(timeout=10_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await wall.screenshot(path=str(ARTIFACTS / "wall-alert-acknowledged.png"))
+    await console.close()
+    await wall.close()
