@@ -166,6 +166,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await hub.stop()
 
 
+@require("bureau", page=True)
+async def console(request: Request) -> Response:
+    """The on-call console: acknowledge, resolve, silence (bureau duty officers)."""
+    return FileResponse(STATIC / "console.html")
+
+
 @require(page=True)
 async def wall(request: Request) -> Response:
     return FileResponse(STATIC / "wall.html")
@@ -184,6 +190,7 @@ def build_app(services: Any) -> Starlette:
     routes = [
         Route("/", index),
         Route("/wall", wall),
+        Route("/console", console),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         WebSocketRoute("/ws/live", live_ws),
         Route("/healthz", healthz),

@@ -187,3 +187,42 @@ async def test_alert_reaches_the_wall_and_an_acknowledgement_changes_it(up: Up, 
     await wall.screenshot(path=str(ARTIFACTS / "wall-alert-acknowledged.png"))
     await console.close()
     await wall.close()
+
+
+async def test_console_acknowledges_resolves_and_flags_a_new_p1(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    """The on-call console as a duty officer uses it: log in, see alerts arrive, act on them."""
+    from opscenter.wire import TOPIC_EVENTS, Event
+
+    page = await browser.new_page(viewport={"width": 1600, "height": 1000})
+    await page.goto(f"{up.base}/console")
+    assert "/login" in page.url  # anonymous: sent to log in first
+    await page.fill("input[name=username]", "duty")
+    await page.fill("input[name=password]", "demo-duty")
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{up.base}/console")
+    await expect(page.locator("#conn")).to_have_class("conn on", timeout=10_000)
+
+    now = datetime.now(timezone.utc)
+    band = Event("ev-console-1", "band_change", now, "r-console-1", provider_id="p-donghai", unit_id="u-gaj",
+                 district_id="d-huancui", resource_id="r-console-1",
+                 data={"metric": "mem", "window": "1h", "from": "normal", "to": "high", "value": 91.0})  # fmt: skip
+    await _produce(up, [(TOPIC_EVENTS, b"r-console-1", json_encoder.encode(band))])
+    row = page.locator("#alerts tr", has_text="r-console-1")
+    await row.wait_for(timeout=15_000)
+    await row.locator("button.ack").click()
+    await expect(row.locator(".state")).to_have_text("已确认", timeout=10_000)
+    await row.click()  # the timeline shows who acknowledged
+    await expect(page.locator("#timeline li").last).to_contain_text("duty", timeout=5_000)
+
+    page.once("dialog", lambda d: asyncio.ensure_future(d.accept("扩容后恢复")))
+    await row.locator("button.resolve").click()
+    await expect(page.locator("#alerts tr", has_text="r-console-1")).to_have_count(0, timeout=10_000)
+
+    breach = Event("ev-console-p1", "sla_breach", datetime.now(timezone.utc), "inc-console-1", provider_id="p-haiyun",
+                   severity="P1", data={"incident_id": "inc-console-1", "deadline": "response"})  # fmt: skip
+    await _produce(up, [(TOPIC_EVENTS, b"inc-console-1", json_encoder.encode(breach))])
+    await expect(page.locator("#p1-flash")).to_be_visible(timeout=15_000)
+    await expect(page.locator("#alerts tr", has_text="inc-console-1").locator(".sev")).to_have_text("P1")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "console-new-p1.png"))
+    await page.close()
