@@ -182,7 +182,7 @@ async def live_ws(websocket: WebSocket) -> None:
         await websocket.accept()  # accept, then close with a code the page understands: go to /login
         await websocket.close(code=4401)
         return
-    await websocket.app.state.hub.serve(websocket)
+    await websocket.app.state.hub.serve(websocket, principal_of(websocket))
 
 
 def build_app(services: Any) -> Starlette:

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from opscenter import __version__
+from opscenter.auth import Principal
 from opscenter.inventory import Registry
 from streams.live import CHANNEL as LIVE_CHANNEL
 from streams.live import RES_PREFIX
@@ -58,13 +59,17 @@ class _Agg:
 
 
 def aggregate(
-    latest: dict[str, tuple[float, float, float, int]], registry: Registry, now_ms: int
+    latest: dict[str, tuple[float, float, float, int]], registry: Registry, now_ms: int,
+    viewer: Principal | None = None,
 ) -> tuple[dict[str, _Agg], dict[str, _Agg]]:
-    """Capacity-weighted live utilization per district and per unit (weights: vCPU, GB, GB)."""
+    """Capacity-weighted live utilization per district and per unit (weights: vCPU, GB, GB),
+    over the resources the viewer may see (all of them without a viewer)."""
     districts: dict[str, _Agg] = {}
     units: dict[str, _Agg] = {}
     for res in registry.all():
         if res.state == "deregistered":
+            continue
+        if viewer is not None and not viewer.sees(res.provider_id, res.unit_id, res.district_id):
             continue
         for key, table in ((res.district_id, districts), (res.unit_id, units)):
             agg = table.get(key)
@@ -82,6 +87,19 @@ def aggregate(
             agg.w_sto += res.storage_gb
             agg.storage += value[2] * res.storage_gb
     return districts, units
+
+
+def _visible(viewer: Principal | None, labels: dict[str, str]) -> bool:
+    """Whether an alert or history line with these labels is inside the viewer's scope."""
+    if viewer is None or viewer.scope_field is None:
+        return True
+    return viewer.sees(labels.get("provider", ""), labels.get("unit", ""), labels.get("district", ""))
+
+
+def _scope_key(viewer: Principal | None) -> tuple[str, str]:
+    if viewer is None or viewer.scope_field is None:
+        return ("", "")
+    return (viewer.role, viewer.scope)
 
 
 def _figures(agg: _Agg) -> dict[str, Any]:
@@ -105,6 +123,7 @@ def _figures(agg: _Agg) -> dict[str, Any]:
 @dataclass(eq=False)  # identity: clients live in a set
 class _Client:
     ws: WebSocket
+    viewer: Principal | None = None
     frame: bytes | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -129,7 +148,8 @@ class LiveHub:
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
         self.clients: set[_Client] = set()
         self.seq = 0
-        self.open_alerts: dict[str, tuple[str, str]] = {}  # alert id → (severity, state), not resolved
+        # alert id → (severity, state, labels), for alerts not resolved
+        self.open_alerts: dict[str, tuple[str, str, dict[str, str]]] = {}
         self.periods: list[dict[str, Any]] = []  # assurance periods (id, name_zh, name_en, starts_ms, ends_ms)
         self.notice_ms = 0  # publish time of the newest live notice applied (for delivery latency)
         self._changed = asyncio.Event()  # set when something changed: frames are event-driven
@@ -184,7 +204,7 @@ class LiveHub:
         if a.get("state") == "resolved":
             self.open_alerts.pop(aid, None)
         elif aid:
-            self.open_alerts[aid] = (a.get("severity", ""), a.get("state", ""))
+            self.open_alerts[aid] = (a.get("severity", ""), a.get("state", ""), a.get("labels") or {})
 
     def assurance(self, now_ms: int) -> dict[str, Any] | None:
         """The assurance period (重保) in force now, for the banner; of overlapping ones, the last to end."""
@@ -236,6 +256,7 @@ class LiveHub:
                     "ts_ms": doc.get("at_ms") or a.get("updated_ms"), "type": doc.get("type"),
                     "severity": a.get("severity", ""), "state": a.get("state", ""),
                     "summary_zh": a.get("summary_zh", ""), "summary_en": a.get("summary_en", ""),
+                    "labels": a.get("labels") or {},
                 })  # fmt: skip
             self._changed.set()
         elif channel == EVENTS_CHANNEL:
@@ -243,18 +264,22 @@ class LiveHub:
             self._changed.set()
 
     # -- frames ---------------------------------------------------------------------
-    def frame(self, now_ms: int | None = None) -> dict[str, Any]:
-        """The whole screen state now."""
+    def frame(self, now_ms: int | None = None, viewer: Principal | None = None) -> dict[str, Any]:
+        """The whole screen state now, limited to what ``viewer`` may see (a provider, unit or
+        district sees only its own resources, alerts and history)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        districts, units = aggregate(self.latest, self.registry, now_ms)
-        for d in self.district_ids:
-            districts.setdefault(d, _Agg())
+        districts, units = aggregate(self.latest, self.registry, now_ms, viewer)
+        if viewer is None or viewer.scope_field is None:
+            for d in self.district_ids:
+                districts.setdefault(d, _Agg())
         cutoff = time.monotonic() - 60
         recent = sum(n for t, n in self._samples if t >= cutoff)
+        alerts = [(sev, st) for sev, st, labels in self.open_alerts.values() if _visible(viewer, labels)]
         return {
             "type": "frame",
             "version": __version__,
             "ts_ms": now_ms,
+            "scope": None if viewer is None or viewer.scope_field is None else viewer.scope,
             "districts": sorted(
                 ({"id": k, "name": self.names.get(k, k), **_figures(v)} for k, v in districts.items()),
                 key=lambda d: d["id"],
@@ -263,22 +288,27 @@ class LiveHub:
                 ({"id": k, "name": self.names.get(k, k), **_figures(v)} for k, v in units.items()),
                 key=lambda d: -(d["peak"] or -1),
             ),
-            "hot": self._hot(),
+            "hot": self._hot(viewer),
             "totals": {
                 "resources": sum(d.resources for d in districts.values()),
                 "reporting": sum(d.reporting for d in districts.values()),
-                "updated_last_minute": recent,  # resource updates seen in the last minute
+                "updated_last_minute": recent if viewer is None or viewer.scope_field is None else None,
                 "notice_ms": self.notice_ms,
             },
-            "history": list(self.history),
+            "history": [h for h in self.history if _visible(viewer, h.get("labels") or {})],
             "assurance": self.assurance(now_ms),
-            "alerts_open": {sev: sum(1 for s, st in self.open_alerts.values() if s == sev) for sev in SEVERITIES},
-            "alerts_acknowledged": sum(1 for _, st in self.open_alerts.values() if st == "acknowledged"),
+            "alerts_open": {sev: sum(1 for s, _ in alerts if s == sev) for sev in SEVERITIES},
+            "alerts_acknowledged": sum(1 for _, st in alerts if st == "acknowledged"),
         }
 
-    def _hot(self, n: int = 6) -> list[dict[str, Any]]:
-        """The busiest resources by cpu (names are provider-supplied: the page renders them as text)."""
-        top = sorted(self.latest.items(), key=lambda kv: (-kv[1][0], -kv[1][3]))[:n]  # ties: newest first
+    def _hot(self, viewer: Principal | None = None, n: int = 6) -> list[dict[str, Any]]:
+        """The busiest resources by cpu, within the viewer's scope (names are provider-supplied: the
+        page renders them as text)."""
+        items = list(self.latest.items())
+        if viewer is not None and viewer.scope_field is not None:
+            items = [(rid, v) for rid, v in items if (r := self.registry.get(rid)) is not None
+                     and viewer.sees(r.provider_id, r.unit_id, r.district_id)]  # fmt: skip
+        top = sorted(items, key=lambda kv: (-kv[1][0], -kv[1][3]))[:n]  # ties: newest first
         out = []
         for rid, (cpu, mem, sto, ts) in top:
             res = self.registry.get(rid)
@@ -286,9 +316,8 @@ class LiveHub:
                         "mem": round(mem, 1), "band": band(cpu)})  # fmt: skip
         return out
 
-    def _encode(self) -> bytes:
-        self.seq += 1
-        return orjson.dumps({**self.frame(), "seq": self.seq})
+    def _encode(self, viewer: Principal | None = None) -> bytes:
+        return orjson.dumps({**self.frame(viewer=viewer), "seq": self.seq})
 
     async def _frames(self) -> None:
         """Send a frame as soon as something changed, at most every ``frame_interval_s``; a heartbeat
@@ -300,16 +329,21 @@ class LiveHub:
                 pass  # heartbeat
             self._changed.clear()
             if self.clients:
-                payload = self._encode()  # encoded once, shared by every client
+                self.seq += 1
+                payloads: dict[tuple[str, str], bytes] = {}  # encoded once per scope, shared
                 for c in self.clients:
-                    c.frame = payload  # coalesce: a slow client only ever has the newest frame waiting
+                    key = _scope_key(c.viewer)
+                    if key not in payloads:
+                        payloads[key] = self._encode(c.viewer)
+                    c.frame = payloads[key]  # coalesce: a slow client only ever has the newest frame waiting
                     c.ready.set()
             await asyncio.sleep(self.frame_interval_s)  # coalescing window for the next changes
 
     # -- one websocket ----------------------------------------------------------------
-    async def serve(self, ws: WebSocket) -> None:
+    async def serve(self, ws: WebSocket, viewer: Principal | None = None) -> None:
         await ws.accept()
-        client = _Client(ws, frame=self._encode())
+        self.seq += 1
+        client = _Client(ws, viewer, frame=self._encode(viewer))
         client.ready.set()
         self.clients.add(client)
 
@@ -325,7 +359,7 @@ class LiveHub:
             while True:
                 msg = await ws.receive_json()
                 if isinstance(msg, dict) and msg.get("type") == "snapshot":
-                    client.frame = self._encode()
+                    client.frame = self._encode(viewer)
                     client.ready.set()
 
         tasks = [asyncio.create_task(sender()), asyncio.create_task(receiver())]

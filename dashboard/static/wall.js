@@ -92,7 +92,8 @@ function render(f) {
   renderAssurance();
   document.getElementById("k-resources").textContent = f.totals.resources.toLocaleString("zh-CN");
   document.getElementById("k-reporting").textContent = f.totals.reporting.toLocaleString("zh-CN");
-  document.getElementById("k-rate").textContent = f.totals.updated_last_minute.toLocaleString("zh-CN");
+  const rate = f.totals.updated_last_minute;
+  document.getElementById("k-rate").textContent = rate === null ? "–" : rate.toLocaleString("zh-CN");
   document.getElementById("seq").textContent = `#${f.seq}`;
   const open = f.alerts_open || {};
   for (const sev of ["P1", "P2", "P3", "P4"]) {

@@ -183,3 +183,46 @@ async def test_websocket_needs_a_caller(env) -> None:  # type: ignore[no-untyped
     finally:
         server.should_exit = True
         await task
+
+
+async def test_live_feed_is_limited_to_the_viewers_scope(env) -> None:  # type: ignore[no-untyped-def]
+    """A provider's screen shows its own resources and districts only; the bureau sees the city."""
+    import time
+
+    import orjson
+    import websockets
+
+    from opscenter.embedded import free_port
+    from opscenter.runner import _serve, _uvicorn
+    from streams.live import CHANNEL
+
+    services, client, tokens = env
+    port = free_port()
+    server = _uvicorn(client._transport.app, "127.0.0.1", port)  # type: ignore[attr-defined]
+    task = await _serve(server)
+    now = int(time.time() * 1000)
+    notice = {"type": "telemetry", "ts_ms": now, "seq": 1,
+              "resources": [["a1", 95.0, 50.0, 40.0, now], ["b1", 97.0, 60.0, 30.0, now]]}  # fmt: skip
+
+    async def frame_with_data(token: str) -> dict:
+        url = f"ws://127.0.0.1:{port}/ws/live"
+        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            await services.redis.publish(CHANNEL, orjson.dumps(notice))
+            while True:
+                f = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+                if f["hot"]:
+                    return f
+
+    import asyncio
+
+    try:
+        mine = await frame_with_data(tokens["provider"])
+        assert [h["id"] for h in mine["hot"]] == ["a1"]
+        assert [d["id"] for d in mine["districts"]] == ["d1"] and mine["totals"]["resources"] == 1
+        assert mine["scope"] == "p1"
+        city = await frame_with_data(tokens["bureau"])
+        assert {h["id"] for h in city["hot"]} == {"a1", "b1"}
+        assert {d["id"] for d in city["districts"]} >= {"d1", "d2"}
+    finally:
+        server.should_exit = True
+        await task
