@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     # --- data files (empty: the packaged defaults) ---------------------------------------
     sla_targets_file: str = Field("", description="SLA targets per severity (YAML); empty = opscenter/data/sla_targets.yaml")
+    sla_assurance_file: str = Field(
+        "", description="SLA targets inside assurance periods (YAML); empty = opscenter/data/sla_assurance.yaml"
+    )
     alerts_rules_path: str = Field("", description="alert rules (YAML); empty = alerts/rules.yaml")
     alerts_calendar_path: str = Field("", description="assurance-period calendar (YAML); empty = alerts/calendar.yaml")
 

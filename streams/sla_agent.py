@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
 
@@ -317,6 +318,30 @@ class SlaDomain:
     overrides_for: Callable[[int], tuple[Mapping[str, Any], str] | None] = field(default=lambda _ms: None)
     tick_s: float = 0.5
 
+    #: the tighter targets of sla_assurance.yaml and the periods in force (refreshed from Redis)
+    assurance_overrides: Mapping[str, Any] | None = None
+    periods: list[dict[str, Any]] = field(default_factory=list)
+    redis: Any = None
+
+    def __post_init__(self) -> None:
+        self.overrides_for = self._assurance_overrides
+
+    def _assurance_overrides(self, opened_ms: int) -> tuple[Mapping[str, Any], str] | None:
+        """Inside an assurance period (alert calendar), the sla_assurance.yaml targets apply."""
+        if not self.assurance_overrides:
+            return None
+        inside = [p for p in self.periods if p.get("starts_ms", 0) <= opened_ms < p.get("ends_ms", 0)]
+        if not inside:
+            return None
+        return self.assurance_overrides, f"assurance period {inside[0].get('name_zh') or inside[0].get('id')}"
+
+    async def refresh_periods(self) -> None:
+        """The assurance periods kept by the alert engine (Redis hash ``opscenter:alerts:periods``)."""
+        if self.redis is None:
+            return
+        raw = await self.redis.hgetall(PERIODS_KEY)
+        self.periods = [orjson.loads(v) for v in raw.values()]
+
     def targets_for(self, opened_ms: int) -> sla.SlaTargets:
         """The targets in force when an incident opened (an assurance period may tighten them)."""
         period = self.overrides_for(opened_ms)
@@ -332,6 +357,22 @@ class SlaDomain:
             ok = inc is not None and sla.still_due(inc, d.which, d.kind, d.at_ms, now_ms)
             out.append((d, signal_event(inc, d) if ok and inc is not None else None))
         return out
+
+
+PERIODS_KEY = "opscenter:alerts:periods"
+ASSURANCE_TARGETS_FILE = Path(__file__).resolve().parent.parent / "opscenter" / "data" / "sla_assurance.yaml"
+
+
+def load_assurance_overrides(targets: sla.SlaTargets, path: str | Path) -> Mapping[str, Any] | None:
+    """The assurance-period targets file, validated against the base targets (None if absent)."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        return None
+    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    targets.with_overrides(raw, str(p))  # raises a DataFileError naming the file and field
+    return raw
 
 
 def build_domain(services: Any, targets: sla.SlaTargets | None = None) -> SlaDomain:
@@ -354,12 +395,17 @@ def build_domain(services: Any, targets: sla.SlaTargets | None = None) -> SlaDom
         r = registry.get(rid)
         return (r.unit_id, r.district_id) if r is not None else ("", "")
 
-    stage = IncidentStage(incidents, services.send, lambda _ms: targets, owner_of,
+    cell: list[SlaDomain] = []  # the stage asks the domain, so assurance periods apply (targets_for)
+    stage = IncidentStage(incidents, services.send, lambda ms: cell[0].targets_for(ms), owner_of,
                           max_future_ms=s.max_future_s * 1000, place_of=place_of)  # fmt: skip
     reader = getattr(services, "lifecycle_reader", None)
     decisions = decisions_mod.DecisionStage(services.redis, deadlines, registry, load_calendar(), services.send,
                                             catch_up=reader.catch_up if reader is not None else None)  # fmt: skip
     domain = SlaDomain(targets, incidents, stage, timer, decisions)
+    cell.append(domain)
+    assurance_file = getattr(s, "sla_assurance_file", None) or ASSURANCE_TARGETS_FILE
+    domain.assurance_overrides = load_assurance_overrides(targets, assurance_file)
+    domain.redis = services.redis
     stage.targets_for = domain.targets_for
     timer.handlers["inc"] = domain.fire_incidents
     timer.handlers[decisions_mod.DOMAIN] = decisions.fire
@@ -393,6 +439,14 @@ def register(app: Any, services: Any) -> None:
             return True
 
     domain.timer.ready = caught_up
+
+    @app.timer(interval=5.0)
+    async def sla_assurance_periods() -> None:
+        # the periods in force decide which targets a newly opened incident gets (§28)
+        try:
+            await domain.refresh_periods()
+        except Exception:  # noqa: BLE001 - keep the last known periods
+            log.exception("refreshing assurance periods failed")
 
     @app.agent(topic, name="incidents")
     async def incidents(stream: Any) -> None:

@@ -454,3 +454,29 @@ async def test_sla_report_golden(services: Services, settings: Settings) -> None
         assert (await get("tok-b", group_by="week")).json()["error"] == "bad_parameter"
         assert (await get("tok-b", **{"from": "2026-10-05", "to": "2026-10-01"})).json()["error"] == "bad_range"
         assert (await get("nope")).status_code == 401
+
+
+async def test_assurance_period_tightens_the_targets_of_incidents_opened_inside_it(services: Services) -> None:
+    """§28/R8: inside an assurance period a P1 must be acknowledged in 10 min (sla_assurance.yaml), not 15."""
+    import orjson
+
+    clock = {"ms": 1_790_000_000_000}
+    t0 = clock["ms"]
+    await services.redis.hset("opscenter:alerts:periods", "guoqing", orjson.dumps(
+        {"id": "guoqing", "name_zh": "国庆重保", "name_en": "National Day", "starts_ms": t0 - MIN, "ends_ms": t0 + 60 * MIN}))  # fmt: skip
+    domain = build_domain(services)
+    domain.stage.clock = domain.timer.clock = lambda: clock["ms"] / 1000
+    await domain.refresh_periods()
+    await domain.stage.process(messages(inc_event("e1", "P1-in", "opened", t0, severity="P1")))
+
+    async def fired_at(offset_ms: int) -> list[tuple[str, str]]:
+        clock["ms"] = t0 + offset_ms
+        return [(e.subject, e.kind) for e in await domain.timer.tick() if e.data["deadline"] == "response"]  # type: ignore[misc]
+
+    assert await fired_at(10 * MIN - 1) == [("P1-in", "sla_near_breach")]  # 80 % of 10 min = 8 min
+    assert await fired_at(10 * MIN) == [("P1-in", "sla_breach")]  # 10 min inside the period
+    # opened after the period ended: the normal 15 min
+    clock["ms"] = t0 + 61 * MIN
+    await domain.stage.process(messages(inc_event("e2", "P1-after", "opened", t0 + 61 * MIN, severity="P1"), first_offset=1))
+    assert await fired_at(61 * MIN + 15 * MIN - 1) == [("P1-after", "sla_near_breach")]
+    assert await fired_at(61 * MIN + 15 * MIN) == [("P1-after", "sla_breach")]
