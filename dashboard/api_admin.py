@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dashboard.http import bad as _bad
+from dashboard.http import json_object as _body
 from dashboard.auth import client_ip, require
 from opscenter.auth import ROLES, validate_user
 from opscenter.tokens import digest, new_token
-
-
-def _bad(code: str, zh: str, en: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": code, "message": zh, "message_en": en}, status_code=status)
-
-
-async def _body(request: Request) -> dict[str, Any] | None:
-    try:
-        doc = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 @require("bureau")

@@ -32,6 +32,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import sql
+from dashboard.http import bad as _bad
+from dashboard.http import json_object as _body
 from dashboard.auth import client_ip, require
 from opscenter import fees
 from opscenter.datafile import load_yaml
@@ -60,18 +62,6 @@ def scheme() -> fees.DeductionScheme:
     if _scheme is None:
         _scheme = load_scheme()
     return _scheme
-
-
-def _bad(code: str, zh: str, en: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": code, "message": zh, "message_en": en}, status_code=status)
-
-
-async def _body(request: Request) -> dict[str, Any] | None:
-    try:
-        doc = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def today_cst(now: datetime | None = None) -> date:

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from dashboard.ratelimit import Decision, RateLimiter
+from dashboard.http import error
 from opscenter import metrics
 from opscenter.wire import TOPIC_TELEMETRY, Sample, TelemetryBatch, json_encoder, shard_key
 from streams.validation import Limits, Reject, check_sample, decode_samples_one_by_one, registry_check
@@ -41,10 +42,6 @@ class _Envelope(msgspec.Struct):
 
 
 _envelope = msgspec.json.Decoder(_Envelope)
-
-
-def error(status: int, code: str, zh: str, en: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": code, "message": zh, "message_en": en, **extra}, status_code=status)
 
 
 def limiter(app: Starlette, settings: Any) -> RateLimiter:
