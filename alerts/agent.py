@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import time
 from datetime import UTC, datetime
@@ -57,12 +59,40 @@ def live_observations(notice: dict[str, Any], registry: Any) -> list[Observation
     return out
 
 
-async def follow_live(svc: AlertService, services: Any) -> None:
-    """Feed live samples to the rules that read kind ``metric`` (only if some rule does)."""
+#: at most one live-metric evaluation per this many seconds (the newest value per resource wins)
+LIVE_EVAL_INTERVAL_S = 1.0
+
+
+async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE_EVAL_INTERVAL_S) -> None:
+    """Feed live samples to the rules that read kind ``metric`` (only if some rule does).
+
+    Coalesced: notices only update the newest row per resource; the rules see those rows at
+    most once per ``interval_s``. A burst (a backfill, a provider catching up) then costs the
+    same as a quiet minute, instead of evaluating every sample under the engine's lock while
+    the stream, the timers and the screens wait behind it. Thresholds hold for seconds to
+    minutes (``for``), so seeing each resource once a second loses nothing they need.
+    """
     if not any("metric" in r.select.kinds for r in svc.config.rules):
         return
     from streams.live import CHANNEL
 
+    pending: dict[str, list] = {}  # resource id → newest [rid, cpu, mem, storage, ts_ms]
+    changed = asyncio.Event()
+
+    async def evaluate() -> None:
+        while True:
+            await changed.wait()
+            changed.clear()
+            rows = list(pending.values())
+            pending.clear()
+            try:
+                notice = {"type": "telemetry", "resources": rows}
+                await svc.observe(live_observations(notice, getattr(services, "registry", None)))
+            except Exception:
+                log.exception("live metric evaluation failed")
+            await asyncio.sleep(interval_s)
+
+    evaluator = asyncio.ensure_future(evaluate())
     pubsub = services.redis.pubsub()
     await pubsub.subscribe(CHANNEL)
     try:
@@ -71,13 +101,16 @@ async def follow_live(svc: AlertService, services: Any) -> None:
                 continue
             try:
                 notice = orjson.loads(msg["data"])
-                if notice.get("type") == "telemetry":
-                    await svc.observe(
-                        live_observations(notice, getattr(services, "registry", None))
-                    )
-            except Exception:
-                log.exception("live metric evaluation failed")
+            except orjson.JSONDecodeError:
+                continue
+            if notice.get("type") == "telemetry":
+                for row in notice.get("resources", []):
+                    cur = pending.get(row[0])
+                    if cur is None or row[4] >= cur[4]:
+                        pending[row[0]] = row
+                changed.set()
     finally:
+        evaluator.cancel()
         await pubsub.aclose()
 
 

@@ -143,13 +143,7 @@ class AlertService:
             return Output()
 
         def apply(state: EngineState, now: int) -> tuple[EngineState, Output]:
-            total = Output()
-            for obs in observations:
-                state, out = engine.observe(state, obs, now, self.config)
-                total.notices += out.notices
-                total.transitions += out.transitions
-                total.wakes |= out.wakes
-            return state, total
+            return engine.observe_many(state, observations, now, self.config)
 
         return await self.mutate(apply, seen=[o.event_id for o in observations if o.event_id])
 

@@ -66,11 +66,18 @@ class AsyncStore:
 
     def __init__(self, client: Client, threads: int = 2) -> None:
         self.client = client
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="clickhouse")
+        # Reads (window refreshes, reports, APIs) and writes (the sinks) get their own threads:
+        # a long analytic query must never hold up the inserts the stream is waiting for.
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="clickhouse-read")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-write")
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    async def _write(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
 
     async def query(self, text: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         res = await self._run(self.client.query, text, parameters=parameters)
@@ -88,7 +95,7 @@ class AsyncStore:
         token: str | None = None,
     ) -> None:
         settings = {"insert_deduplication_token": token} if token else None
-        await self._run(
+        await self._write(
             self.client.insert,
             table,
             list(columns),
@@ -128,3 +135,4 @@ class AsyncStore:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._writer.shutdown(wait=False, cancel_futures=True)
