@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-
 import logging
 import time
 from datetime import UTC, datetime
@@ -105,9 +104,12 @@ async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE
                 continue
             if notice.get("type") == "telemetry":
                 for row in notice.get("resources", []):
-                    cur = pending.get(row[0])
-                    if cur is None or row[4] >= cur[4]:
-                        pending[row[0]] = row
+                    try:
+                        cur = pending.get(row[0])
+                        if cur is None or row[4] >= cur[4]:
+                            pending[row[0]] = row
+                    except (IndexError, KeyError, TypeError):
+                        continue  # a malformed row never stops the follower
                 changed.set()
     finally:
         evaluator.cancel()
