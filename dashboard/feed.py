@@ -26,7 +26,7 @@ from opscenter import __version__
 from opscenter.auth import Principal
 from opscenter.inventory import Registry
 from streams.live import CHANNEL as LIVE_CHANNEL
-from streams.live import RES_PREFIX
+from streams.live import RES_PREFIX, follow
 
 log = logging.getLogger(__name__)
 
@@ -215,30 +215,9 @@ class LiveHub:
         return {"name": p.get("name_zh", ""), "name_en": p.get("name_en", ""), "end_ms": p["ends_ms"]}
 
     async def _follow(self) -> None:
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(LIVE_CHANNEL, EVENTS_CHANNEL, ALERTS_CHANNEL)
-                async for msg in pubsub.listen():
-                    if msg.get("type") == "message":
-                        self._apply(msg["channel"], msg["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - Redis restarting: resubscribe, reload
-                log.warning("live feed lost Redis (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                try:
-                    await self._load()
-                except Exception:  # noqa: BLE001
-                    pass
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
+        await follow(self.redis, (LIVE_CHANNEL, EVENTS_CHANNEL, ALERTS_CHANNEL), self._apply, self._load, "live feed")
 
-    def _apply(self, channel: bytes | str, data: bytes) -> None:
-        channel = channel.decode() if isinstance(channel, bytes) else channel
+    def _apply(self, channel: str, data: bytes) -> None:
         doc = orjson.loads(data)
         if channel == LIVE_CHANNEL and doc.get("type") == "telemetry":
             rows = doc.get("resources", [])

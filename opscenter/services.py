@@ -18,6 +18,7 @@ from opscenter.inventory import Registry, Resource
 from opscenter.settings import Settings
 from opscenter.wire import ALL_TOPICS, COMPACTED_TOPICS, TOPIC_LIFECYCLE
 from streams.ingest import IngestPipeline
+from streams.live import follow
 from streams.registry import INVENTORY_CHANNEL, LifecycleReader, RegistryStage, load_registry
 from streams.validation import Limits
 from streams.windows import MinuteWindows
@@ -72,32 +73,15 @@ class Services:
         """
         from datetime import datetime
 
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(INVENTORY_CHANNEL)
-                async for msg in pubsub.listen():
-                    if msg.get("type") != "message":
-                        continue
-                    doc = orjson.loads(msg["data"])
-                    for k in ("updated", "delivered", "deregistered"):
-                        if doc.get(k):
-                            doc[k] = datetime.fromisoformat(doc[k])
-                    self.registry.put(Resource(**doc))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - Redis gone: retry, and read what we missed
-                log.warning("inventory follower lost Redis (%s); resubscribing", exc)
-                await asyncio.sleep(1.0)
-                try:
-                    await self.lifecycle_reader.catch_up(min_interval_s=0)
-                except Exception:  # noqa: BLE001
-                    pass
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
+        def apply(_channel: str, data: bytes) -> None:
+            doc = orjson.loads(data)
+            for k in ("updated", "delivered", "deregistered"):
+                if doc.get(k):
+                    doc[k] = datetime.fromisoformat(doc[k])
+            self.registry.put(Resource(**doc))
+
+        await follow(self.redis, (INVENTORY_CHANNEL,), apply,
+                     lambda: self.lifecycle_reader.catch_up(min_interval_s=0), "inventory follower")  # fmt: skip
 
     async def aclose(self) -> None:
         for t in self._tasks:

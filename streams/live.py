@@ -161,3 +161,45 @@ async def latest_minute(redis: Redis, resource_id: str) -> dict | None:
     """The newest closed 1-minute rollup of one resource, or None."""
     raw = await redis.get(MINUTE_PREFIX + resource_id)
     return None if raw is None else orjson.loads(raw)
+
+
+async def follow(
+    redis: Redis,
+    channels: Sequence[str],
+    on_message: Callable[[str, bytes], None],
+    on_reconnect: Callable[[], Awaitable[object]] | None = None,
+    name: str = "follower",
+) -> None:
+    """Subscribe to ``channels`` and hand every message to ``on_message(channel, data)``, forever.
+
+    Survives Redis restarts: after a lost connection it waits a second, runs ``on_reconnect``
+    (read back what was missed) and subscribes again. Cancel the task to stop it.
+    """
+    import asyncio
+    import logging
+
+    log = logging.getLogger(__name__)
+    while True:
+        pubsub = redis.pubsub()
+        try:
+            await pubsub.subscribe(*channels)
+            async for msg in pubsub.listen():
+                if msg.get("type") == "message":
+                    ch = msg["channel"]
+                    on_message(ch.decode() if isinstance(ch, bytes) else ch, msg["data"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Redis gone: retry, and read what we missed
+            log.warning("%s lost Redis (%s); resubscribing", name, exc)
+            await asyncio.sleep(1.0)
+            if on_reconnect is not None:
+                try:
+                    await on_reconnect()
+                except Exception:  # noqa: BLE001 - the next reconnect tries again
+                    pass
+        finally:
+            try:
+                await pubsub.aclose()
+            except Exception:  # noqa: BLE001
+                pass
+
