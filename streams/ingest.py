@@ -41,6 +41,8 @@ SAMPLE_COLUMNS = (
     "net_tx_kbps", "late", "ingest_ts", "batch_id", "src_topic", "src_partition", "src_offset",
 )  # fmt: skip
 BATCH_ID_TTL_S = 7 * 86400
+#: how long a catch-up's "this resource is not registered" is trusted before asking again
+ABSENT_TTL_S = 10.0
 
 SendFn = Callable[[str, bytes | None, bytes], Awaitable[None]]
 
@@ -89,6 +91,8 @@ class IngestPipeline:
     registry_catch_up: Callable[[], Awaitable[bool]] | None = None
     clock: Callable[[], float] = time.time
     _marks: dict[tuple[str, int], int] | None = None
+    #: unregistered-resource verdicts a catch-up confirmed, until when (monotonic)
+    _absent: dict[str, float] = field(default_factory=dict)
     _epoch: str = ""
 
     def __post_init__(self) -> None:
@@ -174,14 +178,36 @@ class IngestPipeline:
             log.exception("message %s[%d]@%d could not be validated", m.topic, m.partition, m.offset)
             return Validated("", "", Columns(), [Reject("schema", f"could not be processed: {exc!r}"[:500], m.value)])
 
+    async def _recheck_unregistered(
+        self, chunk: Sequence[Message], validated: list[tuple[Message, Validated]], now_ms: int
+    ) -> list[tuple[Message, Validated]]:
+        """Catch the registry up before samples are dead-lettered as unregistered.
+
+        A resource that a catch-up confirmed unknown is not asked about again for
+        ``ABSENT_TTL_S``: a provider streaming for unregistered resources must not make every
+        batch wait for a read of lifecycle.v1.
+        """
+        if self.registry_catch_up is None:
+            return validated
+        now = time.monotonic()
+        unknown = {r.detail for _, v in validated for r in v.rejects if r.reason == "unregistered_resource"}
+        if not unknown or all(self._absent.get(d, 0.0) > now for d in unknown):
+            return validated
+        if await self.registry_catch_up():
+            validated = [(m, self._validate(m, now_ms)) for m in chunk]
+        if len(self._absent) > 100_000:
+            self._absent.clear()
+        until = time.monotonic() + ABSENT_TTL_S
+        for _, v in validated:
+            for r in v.rejects:
+                if r.reason == "unregistered_resource":
+                    self._absent[r.detail] = until
+        return validated
+
     async def _prepare(self, chunk: Sequence[Message], now_ms: int) -> tuple[list[list], list[DeadLetter]]:
         """Validate, deduplicate and window one chunk: sample columns and dead letters."""
         validated = [(m, self._validate(m, now_ms)) for m in chunk]
-        if self.registry_catch_up is not None and any(
-            r.reason == "unregistered_resource" for _, v in validated for r in v.rejects
-        ):
-            if await self.registry_catch_up():
-                validated = [(m, self._validate(m, now_ms)) for m in chunk]
+        validated = await self._recheck_unregistered(chunk, validated, now_ms)
         duplicates = await self._duplicate_batches(validated)
 
         cols: list[list] = [[] for _ in SAMPLE_COLUMNS]

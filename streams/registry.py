@@ -210,48 +210,66 @@ class LifecycleReader:
         self._consumer: Any = None
         self._started = False
         self._lock: Any = None
-        self._last = 0.0
+        self._last = 0.0  # when the last read ended (monotonic)
+        self._last_started = 0.0
+        self._last_applied = False
 
     async def catch_up(self, timeout_s: float = 10.0, min_interval_s: float = 0.5) -> bool:
-        """Read to the high watermark; True if any event was applied."""
+        """Read to the high watermark; True if any event was applied.
+
+        Never a false "nothing new": a caller is answered by a read that *started after it
+        asked* (concurrent callers share one read). Reads are at least ``min_interval_s``
+        apart: a caller that comes sooner waits for the next read instead of being told
+        nothing changed (that answer once rejected a just-registered resource's samples).
+        """
         import asyncio
+        import time as _time
+
+        asked = _time.monotonic()
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._last_started >= asked:  # a read that began after we asked has finished
+                return self._last_applied
+            gap = min_interval_s - (_time.monotonic() - self._last)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            self._last_started = _time.monotonic()
+            applied = await self._read_to_end(timeout_s)
+            self._last, self._last_applied = _time.monotonic(), applied
+            return applied
+
+    async def _read_to_end(self, timeout_s: float) -> bool:
         import time as _time
 
         from aiokafka.structs import TopicPartition
 
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if _time.monotonic() - self._last < min_interval_s:
-                return False
-            if not self._started:
-                from aiokafka import AIOKafkaConsumer
+        if not self._started:
+            from aiokafka import AIOKafkaConsumer
 
-                self._consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                )  # fmt: skip
-                await self._consumer.start()
-                parts = self._consumer.partitions_for_topic(self.topic) or set()
-                self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
-                self._started = True
-            applied = False
-            deadline = _time.monotonic() + timeout_s
-            while _time.monotonic() < deadline:
-                batch = await self._consumer.getmany(timeout_ms=100)
-                for msgs in batch.values():
-                    for m in msgs:
-                        applied |= self._apply(m.value)
-                tps = self._consumer.assignment()
-                done = True
-                for tp in tps:
-                    hw = self._consumer.highwater(tp)
-                    if hw is None or await self._consumer.position(tp) < hw:
-                        done = False
-                if done and not batch:
-                    break
-            self._last = _time.monotonic()
-            return applied
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )  # fmt: skip
+            await self._consumer.start()
+            parts = self._consumer.partitions_for_topic(self.topic) or set()
+            self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
+            self._started = True
+        applied = False
+        deadline = _time.monotonic() + timeout_s
+        while _time.monotonic() < deadline:
+            batch = await self._consumer.getmany(timeout_ms=100)
+            for msgs in batch.values():
+                for m in msgs:
+                    applied |= self._apply(m.value)
+            done = True
+            for tp in self._consumer.assignment():
+                hw = self._consumer.highwater(tp)
+                if hw is None or await self._consumer.position(tp) < hw:
+                    done = False
+            if done and not batch:
+                break
+        return applied
 
     def _apply(self, value: bytes) -> bool:
         ev = decode_lifecycle(value)

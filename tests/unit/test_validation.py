@@ -119,3 +119,33 @@ def test_huge_integer_does_not_crash(registry: Registry) -> None:
 def test_invalid_utf8_inside_strings_is_unparseable_not_a_crash(registry: Registry, raw: bytes) -> None:
     v = validate_batch(raw, registry, NOW_MS)
     assert [r.reason for r in v.rejects] == ["unparseable"]
+
+
+# --- the worker's re-check before "unregistered" (streams/ingest.IngestPipeline) --------------
+
+
+async def test_worker_rechecks_unregistered_once_then_trusts_the_answer(registry: Registry) -> None:
+    from streams.ingest import IngestPipeline, Message
+
+    reads = 0
+
+    async def catch_up() -> bool:  # the lifecycle reader: "new-1" arrives with the first read
+        nonlocal reads
+        reads += 1
+        registry.put(res("new-1"))
+        return True
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+        raise AssertionError("not used")
+
+    pipe = IngestPipeline(None, None, registry, send, registry_catch_up=catch_up)  # type: ignore[arg-type]
+    now = NOW_MS
+    chunk = [Message(0, 0, batch(sample("new-1"), sample("nobody")))]
+    checked = await pipe._recheck_unregistered(chunk, [(m, pipe._validate(m, now)) for m in chunk], now)
+    # the just-registered resource is accepted after the read; the unknown one stays rejected
+    assert checked[0][1].good.resource_id == ["new-1"] and reasons(checked[0][1]) == ["unregistered_resource"]
+    # a provider that keeps streaming for "nobody" does not make every batch wait for a read
+    for offset in range(1, 20):
+        m = Message(0, offset, batch(sample("nobody")))
+        await pipe._recheck_unregistered([m], [(m, pipe._validate(m, now))], now)
+    assert reads == 1
