@@ -23,6 +23,7 @@ from opscenter.wire import (
     event_decoder,
     json_encoder,
 )
+from streams.live import CHANNEL, follow
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE
     """
     if not any("metric" in r.select.kinds for r in svc.config.rules):
         return
-    from streams.live import CHANNEL
-
     pending: dict[str, list] = {}  # resource id → newest [rid, cpu, mem, storage, ts_ms]
     changed = asyncio.Event()
 
@@ -91,44 +90,54 @@ async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE
                 log.exception("live metric evaluation failed")
             await asyncio.sleep(interval_s)
 
-    evaluator = asyncio.ensure_future(evaluate())
-    pubsub = services.redis.pubsub()
-    await pubsub.subscribe(CHANNEL)
-    try:
-        async for msg in pubsub.listen():
-            if msg.get("type") != "message":
-                continue
+    def on_message(_channel: str, data: bytes) -> None:
+        try:
+            notice = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(notice, dict) or notice.get("type") != "telemetry":
+            return
+        for row in notice.get("resources", []):
             try:
-                notice = orjson.loads(msg["data"])
-            except orjson.JSONDecodeError:
-                continue
-            if notice.get("type") == "telemetry":
-                for row in notice.get("resources", []):
-                    try:
-                        cur = pending.get(row[0])
-                        if cur is None or row[4] >= cur[4]:
-                            pending[row[0]] = row
-                    except (IndexError, KeyError, TypeError):
-                        continue  # a malformed row never stops the follower
-                changed.set()
+                cur = pending.get(row[0])
+                if cur is None or row[4] >= cur[4]:
+                    pending[row[0]] = row
+            except (IndexError, KeyError, TypeError):
+                continue  # a malformed row never stops the follower
+        changed.set()
+
+    evaluator = asyncio.ensure_future(evaluate())
+    try:
+        # resubscribes after a Redis restart; the newest values come with the next samples
+        await follow(services.redis, (CHANNEL,), on_message, name="live-metric alerting")
     finally:
         evaluator.cancel()
-        await pubsub.aclose()
 
 
 async def follow_control(svc: AlertService, services: Any) -> None:
-    """Reload the rule file when the API asks (any process may serve the reload request)."""
-    pubsub = services.redis.pubsub()
-    await pubsub.subscribe(CONTROL_CHANNEL)
-    try:
-        async for msg in pubsub.listen():
-            if msg.get("type") == "message" and orjson.loads(msg["data"]).get("reload"):
-                try:
-                    svc.reload()
-                except ConfigError as exc:  # the API validated it; a later edit may not be
-                    log.error("rule reload refused, running rules kept: %s", exc)
-    finally:
-        await pubsub.aclose()
+    """Reload the rule file when the API asks (any process may serve the reload request).
+
+    After a lost Redis connection the file is reloaded once: a request may have been missed.
+    """
+
+    def reload() -> None:
+        try:
+            svc.reload()
+        except ConfigError as exc:  # the API validated it; a later edit may not be
+            log.error("rule reload refused, running rules kept: %s", exc)
+
+    def on_message(_channel: str, data: bytes) -> None:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(doc, dict) and doc.get("reload"):
+            reload()
+
+    async def on_reconnect() -> None:
+        reload()
+
+    await follow(services.redis, (CONTROL_CHANNEL,), on_message, on_reconnect, "alert control")
 
 
 def register(app: Any, services: Any) -> None:

@@ -96,21 +96,36 @@ class AlertService:
 
     # --- state --------------------------------------------------------------------
     async def _load(self) -> EngineState:
-        version = int(await self.redis.get(persist.VERSION) or 0)
+        return (await self._load_both())[1]
+
+    async def _load_both(self) -> tuple[EngineState, EngineState]:
+        """(the state as Redis holds it, the state to work from).
+
+        They differ only when Redis lost the state while this process ran (Valkey restarted
+        without persistence): Redis holds nothing, and the state to work from is rebuilt from
+        ClickHouse; the next write stores all of it again.
+        """
+        raw = await self.redis.get(persist.VERSION)
+        if raw is None and self._started:
+            log.warning("alert state missing in Redis (restarted without persistence?): rebuilding from ClickHouse")
+            return EngineState(), await self._rebuilt_state()
+        version = int(raw or 0)
         if version != self.version:
             self.state, self.version = await persist.load(self.redis)
-        return self.state
+        return self.state, self.state
 
     async def mutate(
         self, fn: EngineFn, *, seen: Iterable[str] = (), clear_timers: bool = False
     ) -> Output:
         """Apply ``fn`` to the current state under the lock and persist the result; then deliver."""
         async with self.redis.lock(persist.LOCK, timeout=30, blocking_timeout=60):
-            old = await self._load()
+            stored, old = await self._load_both()
             now = self.clock()
             new, out = fn(old, now)
+            if stored is not old:  # rebuilt: let the engine's tick reschedule every timer
+                out.wakes.add(now)
             pipe = self.redis.pipeline(transaction=True)
-            persist.write_diff(pipe, old, new)
+            persist.write_diff(pipe, stored, new)
             if clear_timers:
                 pipe.zremrangebyscore(persist.TIMERS, "-inf", now)
             if out.wakes:
@@ -155,8 +170,13 @@ class AlertService:
         return await self.mutate(lambda s, t: engine.tick(s, t, self.config), clear_timers=True)
 
     async def snapshot(self) -> EngineState:
-        """The current state (reloaded if another process changed it)."""
-        return await self._load()
+        """The current state (reloaded if another process changed it; rebuilt and stored again
+        if Redis lost it)."""
+        stored, state = await self._load_both()
+        if stored is not state:
+            await self.mutate(lambda s, now: (s, Output()))
+            return self.state
+        return state
 
     # --- operations for the API ------------------------------------------------------
     async def acknowledge(self, ident: str, actor: str, comment: str) -> Output:
@@ -272,6 +292,15 @@ class AlertService:
 
     async def _rebuild(self) -> None:
         """Redis has no alert state (new or flushed): rebuild silences, periods and open alerts from ClickHouse."""
+        state = await self._rebuilt_state()
+
+        def seed(s: EngineState, now: int) -> tuple[EngineState, Output]:
+            return state, Output(wakes={now})
+
+        await self.mutate(seed)
+
+    async def _rebuilt_state(self) -> EngineState:
+        """Silences, assurance periods and open alerts as recorded in ClickHouse."""
         from alerts.model import Matcher
 
         sil_rows = await self.store.query_dicts(
@@ -304,11 +333,7 @@ class AlertService:
         if silences or periods or alerts:
             log.warning("alert state rebuilt from ClickHouse: %d open alerts, %d silences, %d periods",
                         len(alerts), len(silences), len(periods))  # fmt: skip
-
-        def seed(s: EngineState, now: int) -> tuple[EngineState, Output]:
-            return EngineState(alerts=alerts, silences=silences, periods=periods), Output()
-
-        await self.mutate(seed)
+        return EngineState(alerts=alerts, silences=silences, periods=periods)
 
 
 def from_services(services: Any, config: Config | None = None) -> AlertService:
