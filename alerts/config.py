@@ -29,7 +29,7 @@ class WebhookTarget:
     """A webhook endpoint: JSON POST signed with HMAC-SHA256 of ``secret``."""
 
     url: str
-    secret: str
+    secret: str = field(repr=False)  # never in logs
     timeout_s: float = 5.0
 
 
@@ -59,7 +59,7 @@ class Smtp:
     port: int = 25
     sender: str = "opscenter@localhost"
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never in logs
     starttls: bool = False
     timeout_s: float = 10.0
 
@@ -147,13 +147,13 @@ def parse_config(text: str, path: str = "<memory>") -> Config:
     ck.unknown_keys(
         "",
         smtp_doc,
-        {"host", "port", "sender", "username", "password", "starttls", "timeout_s"},
+        {"host", "port", "sender", "username", "password", "password_env", "starttls", "timeout_s"},
         "smtp.",
     )
     smtp = Smtp(ck.string("", smtp_doc, "host", "127.0.0.1", prefix="smtp.") or "127.0.0.1",
                 int(ck.number("", smtp_doc, "port", 25, minimum=1, prefix="smtp.") or 25),
                 ck.string("", smtp_doc, "sender", "opscenter@localhost", prefix="smtp.") or "",
-                str(smtp_doc.get("username", "")), str(smtp_doc.get("password", "")),
+                str(smtp_doc.get("username", "")), ck.secret("", smtp_doc, "password", prefix="smtp.") or "",
                 bool(smtp_doc.get("starttls", False)),
                 ck.number("", smtp_doc, "timeout_s", 10.0, minimum=0.1, prefix="smtp.") or 10.0)  # fmt: skip
     immediate = ck.strings(
@@ -180,7 +180,7 @@ def _receivers(ck: Checker, doc: Any) -> dict[str, Receiver]:
         hooks = []
         for k, h in enumerate(spec.get("webhooks") or []):
             url = ck.string("", h, "url", prefix=f"{pre}webhooks[{k}].")
-            secret = ck.string("", h, "secret", prefix=f"{pre}webhooks[{k}].")
+            secret = ck.secret("", h, "secret", prefix=f"{pre}webhooks[{k}].")
             timeout = (
                 ck.number("", h, "timeout_s", 5.0, minimum=0.1, prefix=f"{pre}webhooks[{k}].")
                 or 5.0
@@ -190,7 +190,7 @@ def _receivers(ck: Checker, doc: Any) -> dict[str, Receiver]:
                     "", f"{pre}webhooks[{k}].url", h, "must start with http:// or https://", "url"
                 )
             if url is None or secret is None:
-                ck.add("", f"{pre}webhooks[{k}]", h, "needs url and secret (HMAC-SHA256 key)")
+                ck.add("", f"{pre}webhooks[{k}]", h, "needs url and secret or secret_env (HMAC-SHA256 key)")
                 continue
             hooks.append(WebhookTarget(url, secret, timeout))
         emails = ck.strings("", spec, "emails", (), prefix=pre)

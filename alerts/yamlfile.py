@@ -120,6 +120,29 @@ class Checker:
             return default
         return v
 
+    def secret(self, rule: str, doc: Any, key: str, *, prefix: str = "") -> str | None:
+        """A secret: ``key: value`` in the file, or ``key_env: NAME`` read from the environment.
+
+        Production keeps secrets out of the file (``*_env``); a named variable that is unset or
+        empty is an error at load, so a missing secret never turns into an unsigned webhook.
+        """
+        import os
+
+        env_key = key + "_env"
+        if isinstance(doc, dict) and env_key in doc:
+            if key in doc:
+                self.add(rule, prefix + key, doc, f"give {key} or {env_key}, not both", key)
+                return None
+            name = self.string(rule, doc, env_key, prefix=prefix)
+            if name is None:
+                return None
+            value = os.environ.get(name, "")
+            if not value:
+                self.add(rule, prefix + env_key, doc, f"environment variable {name} is not set", env_key)
+                return None
+            return value
+        return self.string(rule, doc, key, prefix=prefix)
+
     def strings(self, rule: str, doc: Any, key: str, default: tuple[str, ...] = (), *,
                 choices: tuple[str, ...] = (), prefix: str = "") -> tuple[str, ...]:  # fmt: skip
         """``doc[key]`` as a list of strings (a single string is a list of one)."""

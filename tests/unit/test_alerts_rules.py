@@ -179,3 +179,20 @@ def test_shipped_rules_on_the_producers_event_shapes() -> None:
     assert (by_rule["sla_breach"].state, by_rule["sla_breach"].severity) == ("firing", "P1")
     state, _ = engine.observe(state, band("cpu", "high", "normal", "e5"), 3000, config)
     assert {a.rule: a.state for a in state.alerts.values()}["utilization_high"] == "resolved"
+
+
+def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production keeps webhook secrets and the SMTP password out of the rule file."""
+    text = GOOD.replace("receivers: {oncall: {}}", (
+        "receivers: {oncall: {webhooks: [{url: 'https://hook.example', secret_env: OC_TEST_HOOK}]}}\n"
+        "smtp: {host: mail.example, username: ops, password_env: OC_TEST_SMTP}"))  # fmt: skip
+    monkeypatch.delenv("OC_TEST_HOOK", raising=False)
+    monkeypatch.delenv("OC_TEST_SMTP", raising=False)
+    assert {"receivers.oncall.webhooks[0].secret_env", "smtp.password_env"} <= {f for _, f, _ in problems(text)}
+    monkeypatch.setenv("OC_TEST_HOOK", "hook-key")
+    monkeypatch.setenv("OC_TEST_SMTP", "mail-pass")
+    config = parse_config(text, "rules.yaml")
+    (hook,) = config.receivers["oncall"].webhooks
+    assert hook.secret == "hook-key" and config.smtp.password == "mail-pass"
+    both = text.replace("secret_env: OC_TEST_HOOK", "secret: x, secret_env: OC_TEST_HOOK")
+    assert "receivers.oncall.webhooks[0].secret" in {f for _, f, _ in problems(both)}
