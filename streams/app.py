@@ -9,6 +9,7 @@ import faust
 
 from opscenter import metrics
 from opscenter.wire import TOPIC_DEADLETTER, TOPIC_LIFECYCLE, TOPIC_TELEMETRY
+from streams import faust_tuning
 from streams.ingest import Message
 from streams.registry import store_dead_letters
 
@@ -22,6 +23,7 @@ def _messages(events: Any) -> list[Message]:
 def build_faust_app(services: Any) -> faust.App:
     """A Faust app wired to ``services`` (see :class:`opscenter.services.Services`)."""
     s = services.settings
+    faust_tuning.apply(s.consumer_fetch_wait_ms)
     app = faust.App(
         s.app_id,
         broker=s.faust_broker(),
