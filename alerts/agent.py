@@ -13,6 +13,7 @@ import orjson
 
 from alerts.model import Observation, from_event
 from alerts.persist import CONTROL_CHANNEL
+from alerts.rules import OPS
 from alerts.service import AlertService, from_services
 from alerts.yamlfile import ConfigError
 from opscenter.wire import (
@@ -61,6 +62,20 @@ def live_observations(notice: dict[str, Any], registry: Any) -> list[Observation
 
 #: at most one live-metric evaluation per this many seconds (the newest value per resource wins)
 LIVE_EVAL_INTERVAL_S = 1.0
+#: where a live notice row keeps each metric: [resource id, cpu, mem, storage, ts_ms]
+ROW_INDEX = {"data.cpu_pct": 1, "data.mem_pct": 2, "data.storage_pct": 3}
+
+
+def firing_checks(rules: Any) -> list[tuple[int, Any, float]]:
+    """(row index, operator, value) of every metric threshold's firing condition (and its assurance one)."""
+    out = []
+    for r in rules:
+        if "metric" not in r.select.kinds:
+            continue
+        for t in (r.threshold, r.assurance_threshold):
+            if t is not None and t.field in ROW_INDEX:
+                out.append((ROW_INDEX[t.field], OPS[t.op], t.value))
+    return out
 
 
 async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE_EVAL_INTERVAL_S) -> None:
@@ -71,16 +86,24 @@ async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE
     same as a quiet minute, instead of evaluating every sample under the engine's lock while
     the stream, the timers and the screens wait behind it. Thresholds hold for seconds to
     minutes (``for``), so seeing each resource once a second loses nothing they need.
+
+    Except a resource that *just became* hot (a value meeting some metric rule's firing
+    condition, normal or assurance threshold, after one that did not): it is evaluated at once,
+    so an alert without a hold is not kept waiting for the interval. A resource that stays hot
+    does not count again, so a hot city still costs one evaluation per interval.
     """
     if not any("metric" in r.select.kinds for r in svc.config.rules):
         return
     pending: dict[str, list] = {}  # resource id → newest [rid, cpu, mem, storage, ts_ms]
-    changed = asyncio.Event()
+    changed, urgent = asyncio.Event(), asyncio.Event()
+    checks, checked_config = firing_checks(svc.config.rules), svc.config
+    hot: set[str] = set()
 
     async def evaluate() -> None:
         while True:
             await changed.wait()
             changed.clear()
+            urgent.clear()
             rows = list(pending.values())
             pending.clear()
             try:
@@ -88,7 +111,10 @@ async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE
                 await svc.observe(live_observations(notice, getattr(services, "registry", None)))
             except Exception:
                 log.exception("live metric evaluation failed")
-            await asyncio.sleep(interval_s)
+            try:
+                await asyncio.wait_for(urgent.wait(), interval_s)
+            except TimeoutError:
+                pass
 
     def on_message(_channel: str, data: bytes) -> None:
         try:
@@ -97,11 +123,20 @@ async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE
             return
         if not isinstance(notice, dict) or notice.get("type") != "telemetry":
             return
+        nonlocal checks, checked_config
+        if svc.config is not checked_config:  # the rule file was reloaded
+            checks, checked_config = firing_checks(svc.config.rules), svc.config
         for row in notice.get("resources", []):
             try:
                 cur = pending.get(row[0])
                 if cur is None or row[4] >= cur[4]:
                     pending[row[0]] = row
+                    if any(op(row[i], v) for i, op, v in checks):
+                        if row[0] not in hot:
+                            hot.add(row[0])
+                            urgent.set()
+                    else:
+                        hot.discard(row[0])
             except (IndexError, KeyError, TypeError):
                 continue  # a malformed row never stops the follower
         changed.set()

@@ -1,4 +1,4 @@
-"""Alert state when Valkey restarts empty under a running worker (issue #5/#8, docs/faults.md).
+"""The alert service's Redis followers: state after an empty Valkey (issue #5/#8, docs/faults.md), live metrics.
 
 The alert service keeps its state in Redis. A Valkey restarted without persistence comes back
 empty while the service still runs: the next read rebuilds open alerts and silences from
@@ -99,3 +99,65 @@ async def test_running_service_rebuilds_alert_state_after_an_empty_valkey(settin
 
 async def _is(v: bool) -> bool:
     return v
+
+
+LIVE_RULES = """
+defaults: {group_wait_s: 0}
+receivers: {oncall: {}}
+escalation: {P3: [{after_s: 0, receivers: [oncall]}]}
+rules:
+  - name: cpu_hot
+    type: threshold
+    kind: metric
+    field: data.cpu_pct
+    op: ">"
+    value: 90
+    recover: 80
+    labels: [resource]
+    severity: P3
+    summary: {zh: "{resource} CPU 高", en: "{resource} CPU high"}
+"""
+
+
+async def test_a_resource_turning_hot_is_evaluated_at_once_not_after_the_interval(settings: Settings) -> None:
+    """Live samples are coalesced (one evaluation per interval), but a new breach does not wait."""
+    import orjson
+
+    from alerts.agent import follow_live
+    from streams.live import CHANNEL
+
+    services = await open_services(settings)
+    svc = AlertService(services.redis, services.store, parse_config(LIVE_RULES))
+    await svc.start()
+    task = asyncio.ensure_future(follow_live(svc, services, interval_s=10.0))
+    probe = Redis.from_url(settings.redis())
+    try:
+        now = int(time.time() * 1000)
+
+        async def publish(cpu: float, ts: int) -> None:
+            await probe.publish(CHANNEL, orjson.dumps({"type": "telemetry", "resources": [["hot-1", cpu, 10, 10, ts]]}))
+
+        # a calm value is evaluated and starts the 10 s interval
+        await eventually(lambda: _subscribed(probe, CHANNEL), timeout_s=10)
+        await publish(40.0, now)
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        await publish(97.0, now + 1000)
+
+        async def firing() -> bool:
+            return any(a.labels.get("resource") == "hot-1" and a.state == "firing"
+                       for a in (await svc.snapshot()).alerts.values())  # fmt: skip
+
+        await eventually(firing, timeout_s=8, every_s=0.05)
+        assert time.monotonic() - t0 < 5.0  # far sooner than the 10 s interval
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await probe.aclose()
+        await svc.drain()
+        await svc.aclose()
+        await services.aclose()
+
+
+async def _subscribed(redis: Redis, channel: str) -> bool:
+    return (await redis.pubsub_numsub(channel))[0][1] > 0
