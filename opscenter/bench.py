@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from opscenter import __version__, demo, simulator
+from opscenter import __version__, demo, kafka, simulator
 from opscenter.embedded import free_port, start_tansu, start_valkey
 from opscenter.services import create_topics, open_services
 from opscenter.settings import Settings
@@ -29,7 +29,7 @@ GOAL_RATIO = 0.3
 async def _produce(settings: Settings, city: demo.City, samples: int, batch: int) -> int:
     """Pre-produce about ``samples`` samples of history (event time in the past)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap(), acks=1, linger_ms=20, max_request_size=8 * 1024 * 1024
+        **kafka.client_kwargs(settings), acks=1, linger_ms=20, max_request_size=8 * 1024 * 1024
     )
     await producer.start()
     try:
@@ -55,7 +55,7 @@ async def _produce(settings: Settings, city: demo.City, samples: int, batch: int
 async def _reference(settings: Settings, expect: int) -> float:
     """Raw aiokafka consumption plus orjson decode of the same batches, no processing."""
     c = AIOKafkaConsumer(
-        TOPIC_TELEMETRY, bootstrap_servers=settings.kafka_bootstrap(), group_id=None,
+        TOPIC_TELEMETRY, **kafka.client_kwargs(settings), group_id=None,
         auto_offset_reset="earliest", enable_auto_commit=False, max_partition_fetch_bytes=16 * 1024 * 1024,
     )  # fmt: skip
     await c.start()
@@ -178,6 +178,15 @@ def main(scenario: str, *, samples: int = 1_000_000, resources: int = 5000, clie
         if at is not None:
             print(f"  at 10,000 resources: {at:.0f} MiB   goal < {GOAL_MIB_AT_10K} MiB: "
                   f"{'met' if at < GOAL_MIB_AT_10K else 'NOT met'}")
+    elif scenario == "alert-latency":
+        from opscenter.bench_alerts import GOAL_LEVEL, GOAL_P99_MS, alert_latency
+
+        print(f"alert-latency: breaching sample produced → alert on /ws/live, {seconds:.0f} s per load level")
+        fig = asyncio.run(alert_latency(levels or [10, 50, 90], max(seconds, 6.0)))
+        p99 = fig["p99_ms_at_50pct"]
+        if p99 is not None:
+            print(f"  p99 at {GOAL_LEVEL} % load: {p99:.0f} ms   goal < {GOAL_P99_MS:.0f} ms: "
+                  f"{'met' if p99 < GOAL_P99_MS else 'NOT met'}")
     else:
         raise ValueError(f"unknown scenario {scenario!r}")
     write(fig, out_dir)

@@ -45,12 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports", help="output folder")
 
     bench = sub.add_parser("bench", help="measure the pipeline on a private embedded stack")
-    bench.add_argument("scenario", choices=["pipeline", "fanout", "memory"], help="what to measure")
+    bench.add_argument("scenario", choices=["pipeline", "fanout", "memory", "alert-latency"], help="what to measure")
     bench.add_argument("--samples", type=int, default=1_000_000, help="pipeline: samples to push through")
     bench.add_argument("--resources", type=int, default=5000, help="pipeline: resources in the generated city")
     bench.add_argument("--clients", type=int, nargs="+", default=None, help="fanout: client counts to try")
-    bench.add_argument("--seconds", type=float, default=10.0, help="fanout: seconds per level")
-    bench.add_argument("--levels", type=int, nargs="+", default=None, help="memory: resource counts")
+    bench.add_argument("--seconds", type=float, default=10.0, help="fanout / alert-latency: seconds per level")
+    bench.add_argument("--levels", type=int, nargs="+", default=None, help="memory: resource counts; alert-latency: load levels in %% of capacity")
     bench.add_argument("--out", default="bench/results", help="where the JSON results go")
     return p
 

@@ -6,7 +6,9 @@ from. When a partition is (re)assigned, the highest stored offset per partition 
 but before its offset commit replays those messages without doubling a row. Inside one
 process, a failed insert is retried with the same deduplication token, so a retry of an
 insert that did land adds nothing either. Offsets are committed by Faust only after
-:meth:`IngestPipeline.process` returns, i.e. after the insert.
+:meth:`IngestPipeline.process` returns, i.e. after the insert. Live state (Redis: the screens
+and live-metric alerts) is written as soon as a chunk is validated, while ClickHouse inserts it:
+an alert never waits for the database.
 
 Redis down (docs/faults.md): live state is skipped, and the duplicate-batch check accepts the
 batch unchecked (counted in ``opscenter_batch_dedup_unchecked_total``) rather than hold or drop
@@ -134,18 +136,20 @@ class IngestPipeline:
         if not fresh:
             return
         pending: asyncio.Future | None = None
-        stored: list[list] = [[] for _ in range(6)]  # ts, rid, provider, cpu, mem, storage for live state
+        live: list[asyncio.Future] = []
         try:
             for i in range(0, len(fresh), self.chunk_messages):
                 chunk = fresh[i : i + self.chunk_messages]
                 cols, letters = await self._prepare(chunk, now_ms)
+                if cols[0]:
+                    # live state (screens, live-metric alerts) does not wait for ClickHouse: the
+                    # samples are accepted, and a replay after a crash stores them
+                    live.append(asyncio.ensure_future(self._publish_live(cols, now_ms, live[-1] if live else None)))
                 if letters:
                     await asyncio.gather(*(self._send_dead_letter(d) for d in letters))
                 if pending is not None:
                     await pending
                 pending = asyncio.ensure_future(self._store(cols, chunk)) if cols[0] else None
-                for dest, src in zip(stored, cols[:6]):
-                    dest.extend(src)
                 if pending is None:
                     self._advance(chunk)
             if pending is not None:
@@ -153,9 +157,16 @@ class IngestPipeline:
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
-        if stored[0]:
-            await self.live.publish_latest(stored[1], stored[2], stored[0], stored[3], stored[4], stored[5], now_ms)
+            if live:
+                await asyncio.gather(*live, return_exceptions=True)
         await self.tick(now_ms)
+
+    async def _publish_live(self, cols: list[list], now_ms: int, after: asyncio.Future | None) -> None:
+        """Newest values per resource to Redis, in chunk order (``after`` = the previous chunk's)."""
+        if after is not None:
+            await asyncio.gather(after, return_exceptions=True)
+        ts, rid, prov, cpu, mem, sto = cols[:6]
+        await self.live.publish_latest(rid, prov, ts, cpu, mem, sto, now_ms)
 
     def _position(self, m: Message) -> str:
         """Where a message sits, in this epoch of its topic (the owner of a batch id in Redis)."""
