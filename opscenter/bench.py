@@ -182,7 +182,7 @@ def main(scenario: str, *, samples: int = 1_000_000, resources: int = 5000, clie
         from opscenter.bench_alerts import GOAL_LEVEL, GOAL_P99_MS, alert_latency
 
         print(f"alert-latency: breaching sample produced → alert on /ws/live, {seconds:.0f} s per load level")
-        fig = asyncio.run(alert_latency(levels or [10, 50, 90], max(seconds, 6.0)))
+        fig = asyncio.run(alert_latency(levels or [10, 50, 90], max(seconds, 6.0), min(samples, 300_000)))
         p99 = fig["p99_ms_at_50pct"]
         if p99 is not None:
             print(f"  p99 at {GOAL_LEVEL} % load: {p99:.0f} ms   goal < {GOAL_P99_MS:.0f} ms: "

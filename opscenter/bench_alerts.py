@@ -225,8 +225,9 @@ async def alert_latency(levels: list[int], seconds: float = 12.0, capacity_sampl
     """Measure the capacity (unless given), then the latency at each load level."""
 
     if capacity is None:  # the pipeline scenario, in this run (its own process: one chDB path each)
+        resources = max(100, min(2000, capacity_samples // 100))  # a few minutes of history each
         code = ("import asyncio, json; from opscenter import bench; "
-                f"print(json.dumps(asyncio.run(bench.pipeline({capacity_samples}, 2000))))")  # fmt: skip
+                f"print(json.dumps(asyncio.run(bench.pipeline({capacity_samples}, {resources}))))")  # fmt: skip
         proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=subprocess.PIPE)
         out, _ = await proc.communicate()
         if proc.returncode != 0:

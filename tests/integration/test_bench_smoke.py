@@ -52,3 +52,18 @@ def test_memory_smoke(tmp_path: Path) -> None:
     (level,) = fig["levels"]
     assert level["resources"] == 500 and level["rss_mib"] > level["baseline_mib"] > 0
     _saved(tmp_path, "memory")
+
+
+def test_alert_latency_smoke(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "opscenter.cli", "bench", "alert-latency", "--samples", "20000", "--levels", "10",
+         "--seconds", "6", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "capacity (pipeline end to end, this run)" in out.stdout
+    fig = _saved(tmp_path, "alert-latency")
+    (level,) = fig["levels"]
+    # every breaching sample became an alert on the websocket, and the figures are ordered
+    assert level["breaches"] >= 4 and level["alerts_seen"] == level["breaches"]
+    assert 0 < level["p50_ms"] <= level["p99_ms"] <= level["max_ms"]
+    assert fig["capacity_samples_s"] > 0 and level["achieved_samples_s"] > 0
