@@ -82,8 +82,8 @@ async def _pipeline(settings: Settings, expect: int) -> tuple[float, float]:
     services = await open_services(settings)
     try:
         app = build_faust_app(services)
+        start = consumed._value.get()  # noqa: SLF001 - the process's own counter, before any consumer runs
         async with faust_app_running(app, stop_timeout=30):
-            start = consumed._value.get()  # noqa: SLF001 - the process's own counter
             while consumed._value.get() == start:  # the clock starts with the first message consumed
                 await asyncio.sleep(0.02)
             t0 = time.perf_counter()

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from opscenter.settings import load_settings
+from opscenter.settings import SettingsError, load_settings
 
 LEVELS = {"crit": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARNING,
           "info": logging.INFO, "debug": logging.DEBUG}  # fmt: skip
@@ -37,10 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--backfill-only", action="store_true", help="exit after the backfill")
     sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sim.add_argument("--publish-inventory", action="store_true", help="publish the demo inventory first")
-    rep = sub.add_parser("report", help="write provider reports (HTML, CSV, XLSX, JSON) for a period")
-    rep.add_argument("kind", choices=["monthly", "quarterly", "annual"], help="report period kind")
-    rep.add_argument("period", help="e.g. 2026-03 (monthly), 2026-Q1 (quarterly), 2026 (annual)")
+    rep = sub.add_parser("report", help="write provider reports or units' annual evaluations (HTML, CSV, XLSX, JSON)")
+    rep.add_argument("kind", choices=["monthly", "quarterly", "annual", "unit"],
+                     help="provider report period kind, or unit: the annual evaluation of units (§32)")  # fmt: skip
+    rep.add_argument("period", help="e.g. 2026-03 (monthly), 2026-Q1 (quarterly), 2026 (annual, unit)")
     rep.add_argument("--provider", action="append", help="provider id (repeatable; default: all)")
+    rep.add_argument("--unit", action="append", help="unit id, with kind unit (repeatable; default: all)")
     rep.add_argument("--format", action="append", choices=["html", "csv", "xlsx", "json"], help="(repeatable)")
     rep.add_argument("--out", default="reports", help="output folder")
 
@@ -57,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:  # a clear message, no traceback, no secret values
+        print(f"opscenter: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=LEVELS.get(settings.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -81,7 +87,17 @@ def main(argv: list[str] | None = None) -> int:
 
             from dashboard.api_billing import write_reports
 
-            return asyncio.run(write_reports(settings, args.kind, args.period, args.provider, Path(args.out), args.format))
+            ids = args.unit if args.kind == "unit" else args.provider
+            if (args.unit and args.kind != "unit") or (args.provider and args.kind == "unit"):
+                print("opscenter: --unit goes with kind unit, --provider with the provider reports", file=sys.stderr)
+                return 2
+            from opscenter.fees import PriceError
+
+            try:
+                return asyncio.run(write_reports(settings, args.kind, args.period, ids, Path(args.out), args.format))
+            except PriceError as exc:  # a period that does not parse: say which, in both languages
+                print(f"opscenter: {exc.zh} / {exc.en}", file=sys.stderr)
+                return 2
         if args.command == "bench":
             from opscenter import bench
 
@@ -92,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "simulate":
             return asyncio.run(runner.simulate(settings, args))
-    except PortBusyError as exc:
+    except (PortBusyError, SettingsError) as exc:  # SettingsError: e.g. a TLS file or SASL password missing
         print(f"opscenter: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

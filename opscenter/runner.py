@@ -15,14 +15,14 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from faust.contrib.asgi import faust_app_running
 
-from opscenter import demo
+from opscenter import demo, kafka
 from opscenter.embedded import EmbeddedStack
 from opscenter.services import Services, create_topics, open_services
 from opscenter.settings import Settings, redact
 from opscenter.epochs import new_epoch
 from opscenter.store import AsyncStore, connect, migrate as run_migrations
 from opscenter.tokens import TokenStore
-from opscenter.wire import TOPIC_LIFECYCLE, TOPIC_TELEMETRY, json_encoder
+from opscenter.wire import TOPIC_INCIDENTS, TOPIC_LIFECYCLE, TOPIC_TELEMETRY, json_encoder
 
 log = logging.getLogger("opscenter")
 DEMO_KIOSK_TOKEN = "demo-kiosk"
@@ -119,7 +119,7 @@ def _banner(settings: Settings, city: demo.City | None) -> str:
         f"  健康 health        : {base}/healthz   {base}/readyz",
         f"  指标 metrics       : {base}/metrics",
         f"  上报 ingest        : POST {base}/api/v1/telemetry  (Authorization: Bearer <provider token>)",
-        f"  Kafka              : {settings.kafka_bootstrap()}{'  (embedded Tansu, memory only)' if settings.embedded_kafka else ''}",
+        f"  Kafka              : {kafka.describe(settings)}{'  (embedded Tansu, memory only)' if settings.embedded_kafka else ''}",
         f"  Redis              : {redact(settings.redis())}",
         f"  ClickHouse         : {redact(settings.clickhouse())}",
     ]
@@ -147,8 +147,9 @@ async def up(settings: Settings, args: argparse.Namespace) -> int:
         stop = _stop_event()
         created = await _with_retry("Kafka broker", lambda: create_topics(settings))
         services = await open_services(settings)
-        if TOPIC_TELEMETRY in created:  # a fresh log (the embedded broker keeps nothing): a new epoch
-            await new_epoch(services.store, TOPIC_TELEMETRY)
+        for topic in (TOPIC_TELEMETRY, TOPIC_INCIDENTS):  # a fresh log (the embedded broker keeps nothing)
+            if topic in created:
+                await new_epoch(services.store, topic)
         city = await publish_demo(services, settings.simulate_resources) if settings.demo else None
         from dashboard.app import build_app
         from streams.app import build_faust_app
@@ -218,8 +219,9 @@ async def migrate(settings: Settings) -> int:
     applied = await asyncio.to_thread(run_migrations, client, settings)
     print(f"migrations applied: {applied or 'none (up to date)'}")
     created = await _with_retry("Kafka broker", lambda: create_topics(settings))
-    if TOPIC_TELEMETRY in created:
-        await new_epoch(AsyncStore(client), TOPIC_TELEMETRY)
+    for topic in (TOPIC_TELEMETRY, TOPIC_INCIDENTS):
+        if topic in created:
+            await new_epoch(AsyncStore(client), topic)
     print(f"topics created: {created or 'none (all exist)'}")
     return 0
 
@@ -230,7 +232,7 @@ async def simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     city = demo.city(args.resources or settings.simulate_resources)
     stop = _stop_event()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap(), acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka.client_kwargs(settings), acks="all", linger_ms=5)
     await producer.start()
 
     async def send(topic: str, key: bytes, value: bytes) -> None:

@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from redis.asyncio import Redis
 
+from opscenter import kafka
 from opscenter import store as store_mod
 from opscenter.inventory import Registry, Resource
 from opscenter.settings import Settings
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 async def create_topics(settings: Settings) -> list[str]:
     """Create every topic of the product that does not exist yet; return those created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap(), request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs(settings), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -105,10 +106,10 @@ async def open_services(settings: Settings) -> Services:
     client = await asyncio.to_thread(store_mod.connect, settings)
     await asyncio.to_thread(store_mod.migrate, client, settings)
     store = store_mod.AsyncStore(client)
-    redis = Redis.from_url(settings.redis())
+    redis = Redis.from_url(settings.redis(), **settings.redis_credentials())
     await redis.ping()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap(), acks="all", linger_ms=5, request_timeout_ms=30000,
+        **kafka.client_kwargs(settings), acks="all", linger_ms=5, request_timeout_ms=30000,
         max_request_size=settings.ingest_max_body_bytes + 1024 * 1024,
     )  # fmt: skip
     await producer.start()
@@ -117,7 +118,7 @@ async def open_services(settings: Settings) -> Services:
     async def send(topic: str, key: bytes | None, value: bytes) -> None:
         await producer.send_and_wait(topic, value=value, key=key)
 
-    reader = LifecycleReader(settings.kafka_bootstrap(), registry, seen, TOPIC_LIFECYCLE)
+    reader = LifecycleReader(kafka.client_kwargs(settings), registry, seen, TOPIC_LIFECYCLE)
     limits = Limits(settings.max_future_s, settings.raw_retention_days, settings.ingest_max_samples)
     ingest = IngestPipeline(
         store, redis, registry, send, limits, MinuteWindows(settings.allowed_lateness_s * 1000),

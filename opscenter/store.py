@@ -11,11 +11,27 @@ from typing import Any, Sequence
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from prometheus_client import Gauge
 
 import sql
+from opscenter import metrics
 from opscenter.settings import Settings
 
 log = logging.getLogger(__name__)
+
+clickhouse_up = Gauge(
+    "opscenter_clickhouse_up", "1 when the last ClickHouse insert or ping of this process succeeded, 0 when it failed",
+    registry=metrics.REGISTRY,
+)  # fmt: skip
+sink_waiting = Gauge(
+    "opscenter_sink_waiting_batches", "Batches held in memory waiting for ClickHouse (failed inserts being retried)",
+    ["table"], registry=metrics.REGISTRY,
+)  # fmt: skip
+
+
+class ClickHouseUnavailable(ConnectionError):
+    """ClickHouse could not be reached (raised by the outage switch, :meth:`AsyncStore.inject_outage`)."""
+
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], Client] = {}
@@ -29,10 +45,16 @@ def connect(settings: Settings, *, create: bool = True) -> Client:
             return _clients[(dsn, db)]
         if settings.embedded_clickhouse:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
+        creds: dict[str, Any] = settings.clickhouse_credentials()  # kept out of the DSN (and so out of logs)
+        if not settings.embedded_clickhouse:
+            # One client serves the reader and writer threads. Over HTTP, clickhouse-connect's
+            # default session id makes the server (and the client) refuse concurrent queries in
+            # one session; the product uses no session state, so no session is asked for.
+            creds["autogenerate_session_id"] = False
         if create:
-            admin = clickhouse_connect.get_client(dsn=dsn)
+            admin = clickhouse_connect.get_client(dsn=dsn, **creds)
             admin.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")  # db name is configuration
-        client = clickhouse_connect.get_client(dsn=dsn, database=db)
+        client = clickhouse_connect.get_client(dsn=dsn, database=db, **creds)
         _clients[(dsn, db)] = client
         return client
 
@@ -62,22 +84,54 @@ def migrate(client: Client, settings: Settings) -> list[int]:
 
 
 class AsyncStore:
-    """Runs blocking ClickHouse calls off the event loop, on a small thread pool."""
+    """Runs blocking ClickHouse calls off the event loop, on a small thread pool.
+
+    **Outage switch (fault injection).** :meth:`inject_outage` makes every call of this store
+    (inserts, queries, ping) fail with :class:`ClickHouseUnavailable` in its ClickHouse thread,
+    where a refused connection would fail, until :meth:`release_outage`. Embedded chDB runs
+    inside the process and cannot be stopped from outside, so this is how the tests (and a
+    drill on a staging worker) take ClickHouse away; it is never switched on by the product
+    itself. docs/faults.md, "ClickHouse unavailable".
+    """
 
     def __init__(self, client: Client, threads: int = 2) -> None:
         self.client = client
+        self._outage: str | None = None
+        clickhouse_up.set(1)  # connected (open_services migrated through this client)
         # Reads (window refreshes, reports, APIs) and writes (the sinks) get their own threads:
         # a long analytic query must never hold up the inserts the stream is waiting for.
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="clickhouse-read")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-write")
 
+    # -- fault injection ------------------------------------------------------------
+    def inject_outage(self, reason: str = "outage injected") -> None:
+        """From now on every call fails with :class:`ClickHouseUnavailable` (tests and drills only)."""
+        log.warning("ClickHouse outage switched on (%s): every call fails until released", reason)
+        self._outage = reason
+
+    def release_outage(self) -> None:
+        """End an outage started by :meth:`inject_outage`."""
+        if self._outage is not None:
+            log.warning("ClickHouse outage switched off")
+        self._outage = None
+
+    @property
+    def outage(self) -> bool:
+        return self._outage is not None
+
+    def _call(self, fn: Any, args: Any, kwargs: Any) -> Any:
+        reason = self._outage
+        if reason is not None:
+            raise ClickHouseUnavailable(f"ClickHouse unavailable ({reason})")
+        return fn(*args, **kwargs)
+
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(self._pool, lambda: self._call(fn, args, kwargs))
 
     async def _write(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(self._writer, lambda: self._call(fn, args, kwargs))
 
     async def query(self, text: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         res = await self._run(self.client.query, text, parameters=parameters)
@@ -108,29 +162,44 @@ class AsyncStore:
         self, table: str, columns: Sequence[Sequence[Any]], names: Sequence[str], token: str | None = None,
         max_delay_s: float = 5.0,
     ) -> None:
-        """Insert until it lands (ClickHouse down: the caller is back-pressured, nothing is dropped)."""
-        from opscenter import metrics
+        """Insert until it lands (ClickHouse down: the caller is back-pressured, nothing is dropped).
 
+        The caller awaits this, so a sink holds at most the batch it is inserting: while
+        ClickHouse is down the agent takes no further messages and its offsets are not
+        committed (``opscenter_sink_waiting_batches`` counts the batches waiting here).
+        """
         delay = 0.1
-        while True:
-            t0 = time.perf_counter()
-            try:
-                await self.insert_columns(table, columns, names, token=token)
-                metrics.sink_seconds.labels(table).observe(time.perf_counter() - t0)
-                metrics.sink_batches.labels(table).inc()
-                metrics.sink_rows.labels(table).inc(len(columns[0]) if columns else 0)
-                return
-            except Exception as exc:  # noqa: BLE001 - retried with the same token
-                metrics.sink_errors.labels(table).inc()
-                log.warning("insert into %s failed (%s); retrying in %.1fs", table, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay_s)
+        waiting = False
+        try:
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    await self.insert_columns(table, columns, names, token=token)
+                    metrics.sink_seconds.labels(table).observe(time.perf_counter() - t0)
+                    metrics.sink_batches.labels(table).inc()
+                    metrics.sink_rows.labels(table).inc(len(columns[0]) if columns else 0)
+                    clickhouse_up.set(1)
+                    return
+                except Exception as exc:  # noqa: BLE001 - retried with the same token
+                    metrics.sink_errors.labels(table).inc()
+                    clickhouse_up.set(0)
+                    if not waiting:
+                        waiting = True
+                        sink_waiting.labels(table).inc()
+                    log.warning("insert into %s failed (%s); retrying in %.1fs", table, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, max_delay_s)
+        finally:
+            if waiting:
+                sink_waiting.labels(table).dec()
 
     async def ping(self) -> bool:
         try:
             await self._run(self.client.command, "SELECT 1")
+            clickhouse_up.set(1)
             return True
         except Exception:  # noqa: BLE001 - readiness reports any failure
+            clickhouse_up.set(0)
             return False
 
     def close(self) -> None:

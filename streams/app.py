@@ -7,7 +7,7 @@ from typing import Any
 
 import faust
 
-from opscenter import metrics
+from opscenter import kafka, metrics
 from opscenter.wire import TOPIC_DEADLETTER, TOPIC_LIFECYCLE, TOPIC_TELEMETRY
 from streams import faust_tuning
 from streams.ingest import Message
@@ -27,6 +27,7 @@ def build_faust_app(services: Any) -> faust.App:
     app = faust.App(
         s.app_id,
         broker=s.faust_broker(),
+        broker_credentials=kafka.faust_credentials(s),  # SASL/TLS from the settings (opscenter/kafka.py)
         store="memory://",
         value_serializer="raw",
         key_serializer="raw",
@@ -80,6 +81,7 @@ def build_faust_app(services: Any) -> faust.App:
         # Lag from the Fetch high watermark: Tansu's ListOffsets(latest) is wrong (DESIGN.md).
         try:
             consumer = app.consumer
+            metrics.consumer_lag.clear()  # only the partitions this worker owns now (not before a rebalance)
             for tp in consumer.assignment():
                 hw = consumer.highwater(tp)
                 pos = consumer._read_offset[tp]  # noqa: SLF001 - last offset read
