@@ -11,6 +11,7 @@ harmless: the same event id with the same content changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -27,6 +28,7 @@ from dashboard.ingest import error, read_body
 from opscenter.wire import TOPIC_INCIDENTS
 from opscenter.wire_incidents import IncidentEvent, encode
 from opscenter.workdays import SHANGHAI
+from streams import sla_figures
 from streams.sla_agent import incident_key
 
 MAX_BODY_BYTES = 64 * 1024
@@ -87,8 +89,10 @@ def _day_ms(text: str) -> int:
 async def get_sla(request: Request) -> Response:
     """GET /api/v1/sla?provider=&from=YYYY-MM-DD&to=YYYY-MM-DD&group_by=day|month|quarter|year.
 
-    MTTA, MTTR and the share within target per provider, period and severity (drills counted
-    apart); ``to`` is exclusive; days in Asia/Shanghai. A provider sees only its own figures.
+    ``rows``: MTTA, MTTR and the share within target per provider, period and severity (drills
+    counted apart); ``quality``: fault rate, availability and satisfaction per provider and period
+    (streams/sla_figures.py). ``to`` is exclusive; days in Asia/Shanghai. A provider sees only
+    its own figures.
     """
     principal = request.state.principal
     q = request.query_params
@@ -110,13 +114,18 @@ async def get_sla(request: Request) -> Response:
         return error(400, "bad_parameter", "参数错误", "from and to are dates YYYY-MM-DD (Asia/Shanghai)")
     if from_ms >= to_ms or to_ms - from_ms > 5 * 366 * 86_400_000:
         return error(400, "bad_range", "时间范围错误", "need from < to and at most 5 years")
-    params = {"provider": provider, "from_ms": from_ms, "to_ms": to_ms, "group_by": group_by,
-              "as_of_ms": int(time.time() * 1000)}  # fmt: skip
-    rows = await request.app.state.services.store.query_dicts(sql.report("sla_provider"), params)
+    as_of_ms = int(time.time() * 1000)
+    params = {"provider": provider, "from_ms": from_ms, "to_ms": to_ms, "group_by": group_by, "as_of_ms": as_of_ms}
+    store = request.app.state.services.store
+    rows, quality = await asyncio.gather(
+        store.query_dicts(sql.report("sla_provider"), params),
+        sla_figures.quality_rows(store, provider, date.fromisoformat(from_day), date.fromisoformat(to_day), group_by,
+                                 as_of_ms),
+    )  # fmt: skip
     for r in rows:
         r["period"] = r["period"].isoformat()
     return JSONResponse({"provider": provider or None, "group_by": group_by, "from": from_day, "to": to_day,
-                         "rows": rows})  # fmt: skip
+                         "as_of_ms": as_of_ms, "rows": rows, "quality": quality})  # fmt: skip
 
 
 def routes() -> list[BaseRoute]:

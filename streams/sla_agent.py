@@ -30,6 +30,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from opscenter import metrics
+from opscenter.epochs import current_epoch
 from opscenter.store import AsyncStore
 from opscenter.wire import (
     TOPIC_DEADLETTER,
@@ -52,7 +53,8 @@ log = logging.getLogger(__name__)
 
 OPEN_KEY = "opscenter:incidents:open"
 INCIDENT_CHANNEL = "opscenter:incidents"
-MARKS_KEY = "opscenter:incidents:processed"  # partition → last incidents.v1 offset processed
+#: "<topic epoch>:<partition>" → last incidents.v1 offset processed (see :func:`backlog_done`)
+MARKS_KEY = "opscenter:incidents:processed"
 CLOSED_TTL_S = 35 * 86400  # a closed incident's hash stays a while for late redeliveries
 
 EVENT_COLUMNS = (
@@ -88,6 +90,40 @@ def incident_members(incident: Incident | None) -> dict[str, int]:
     if incident is None:
         return {}
     return {member("inc", s.incident_id, s.which, s.kind, s.at_ms): s.at_ms for s in sla.signals(incident)}
+
+
+def mark_field(k: bytes | str) -> tuple[str | None, int]:
+    """A :data:`MARKS_KEY` field as (epoch, partition); epoch None for a field in another format."""
+    tag, sep, part = (k.decode() if isinstance(k, bytes) else k).rpartition(":")
+    return (tag, int(part)) if sep and tag and part.isdigit() else (None, -1)
+
+
+def backlog_done(marks: Mapping[bytes | str, bytes | str], epoch: str, highwater: Mapping[int, int | None]) -> bool:
+    """Whether the incidents.v1 partitions (partition → Fetch high watermark) are processed to the end.
+
+    ``marks`` is the :data:`MARKS_KEY` hash, fields ``<epoch>:<partition>``. A mark of an older
+    epoch (the topic's log was created anew, e.g. the embedded broker restarted while Redis
+    kept its data) proves that nothing of the new log was processed there yet; a partition
+    without any mark counts as done (Redis lost the hash: the committed offsets cannot be seen
+    from here, and a timer that waits for ever would be worse).
+    """
+    current: dict[int, int] = {}
+    stale: set[int] = set()
+    for k, v in marks.items():
+        tag, partition = mark_field(k)
+        if tag is None:
+            continue  # a mark without an epoch (written before epochs): says nothing about this log
+        if tag == epoch:
+            current[partition] = int(v)
+        else:
+            stale.add(partition)
+    for partition, hw in highwater.items():
+        if hw is None:
+            return False  # not fetched yet
+        default = -1 if partition in stale else hw - 1
+        if hw > 0 and current.get(partition, default) < hw - 1:
+            return False
+    return True
 
 
 def incident_row(inc: Incident) -> list[Any]:
@@ -197,6 +233,14 @@ class IncidentStage:
         self.clock, self.max_future_ms = clock, max_future_ms
         #: resource id → (unit id, district id) for the labels of incident notices
         self.place_of = place_of or (lambda _rid: ("", ""))
+        self._epoch: str | None = None
+        self._marked: set[int] = set()  # partitions whose marks of older epochs are dropped
+
+    async def epoch(self) -> str:
+        """The epoch of the incidents.v1 log (opscenter/epochs.py) the backlog marks belong to."""
+        if self._epoch is None:
+            self._epoch = await current_epoch(self.incidents.store, TOPIC_INCIDENTS)
+        return self._epoch
 
     async def process(self, messages: Sequence[Message]) -> None:
         """Handle one batch; returns when its effects are stored (then Faust may commit)."""
@@ -240,11 +284,22 @@ class IncidentStage:
             await self._schedule(changed, before, from_store)
         for reject, m in rejects:
             await self._reject(reject, m, now_ms)
+        epoch = await self.epoch()
         marks: dict[str, int] = {}
         for m in messages:
-            marks[str(m.partition)] = max(marks.get(str(m.partition), -1), m.offset)
+            field = f"{epoch}:{m.partition}"
+            marks[field] = max(marks.get(field, -1), m.offset)
         if marks:
-            await self.incidents.redis.hset(MARKS_KEY, mapping=marks)
+            redis = self.incidents.redis
+            new_here = {m.partition for m in messages} - self._marked
+            old = [k for k in (await redis.hkeys(MARKS_KEY) if new_here else [])
+                   if (f := mark_field(k))[0] not in (None, epoch) and f[1] in new_here]  # fmt: skip
+            pipe = redis.pipeline(transaction=True)
+            pipe.hset(MARKS_KEY, mapping=marks)
+            if old:
+                pipe.hdel(MARKS_KEY, *old)  # an older log's mark of these partitions: no longer needed
+            await pipe.execute()
+            self._marked |= new_here
 
     async def _send_notices(self, notices: list[Event]) -> None:
         """In order per incident, incidents in parallel (one produce round trip per step, not per event)."""
@@ -423,16 +478,21 @@ def register(app: Any, services: Any) -> None:
         """Whether this worker has processed its incidents.v1 and lifecycle.v1 partitions to the end."""
         try:
             consumer = app.consumer
-            for topic_name, key in ((TOPIC_INCIDENTS, MARKS_KEY), (TOPIC_LIFECYCLE, decisions_mod.MARKS_KEY)):
-                marks = {int(k): int(v) for k, v in (await services.redis.hgetall(key)).items()}
-                for tp in consumer.assignment():
-                    if tp.topic != topic_name:
-                        continue
-                    hw = consumer.highwater(tp)  # from Fetch responses: right on Tansu (DESIGN.md)
-                    if hw is None:
-                        return False  # not fetched yet
-                    if hw > 0 and marks.get(tp.partition, hw - 1) < hw - 1:
-                        return False
+            # high watermarks from Fetch responses: right on Tansu (DESIGN.md)
+            highwater = {tp.partition: consumer.highwater(tp) for tp in consumer.assignment()
+                         if tp.topic == TOPIC_INCIDENTS}  # fmt: skip
+            marks = await services.redis.hgetall(MARKS_KEY)
+            if not backlog_done(marks, await domain.stage.epoch(), highwater):
+                return False
+            marks = {int(k): int(v) for k, v in (await services.redis.hgetall(decisions_mod.MARKS_KEY)).items()}
+            for tp in consumer.assignment():
+                if tp.topic != TOPIC_LIFECYCLE:
+                    continue
+                hw = consumer.highwater(tp)
+                if hw is None:
+                    return False  # not fetched yet
+                if hw > 0 and marks.get(tp.partition, hw - 1) < hw - 1:
+                    return False
             return True
         except Exception:  # noqa: BLE001 - never let the check stop the clocks
             log.exception("backlog check failed; firing anyway")
