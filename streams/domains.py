@@ -13,4 +13,5 @@ DOMAINS: list[Callable[[Any, Any], None]] = [
     __import__("streams.sla_agent", fromlist=["register"]).register,  # incidents, SLA clocks (issue 4)
     __import__("streams.utilization", fromlist=["register"]).register,  # windows, bands, right-sizing (issue 3)
     __import__("alerts.agent", fromlist=["register"]).register,  # rules, alert state, notifications (issue 5)
+    __import__("streams.quality", fromlist=["register"]).register,  # nodata, outages, completeness (issue 4, §17)
 ]
