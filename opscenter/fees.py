@@ -335,6 +335,15 @@ def deduction(scheme: DeductionScheme, f: SlaFigures) -> Deduction:
 # -- assessment (§12, §34, §35) -----------------------------------------------------------------
 
 
+def effective_to(first: date, last: date, today: date) -> date | None:
+    """The last day of [first, last] that has begun by ``today``: min(last, today); None if none has.
+
+    Days after today are neither billed nor judged for supervision: they have not happened yet.
+    """
+    end = min(last, today)
+    return end if end >= first else None
+
+
 def day_rate(vcpu: int, mem_gb: int, storage_gb: int, vcpu_day: Decimal, mem_gb_day: Decimal,
              storage_gb_day: Decimal) -> Decimal:  # fmt: skip
     """Yuan per day of one spec at one price version (exact, not rounded)."""
@@ -364,6 +373,7 @@ class Line:
     completeness_pct: float
     judgement_id: str = ""
     judgement_reason: str = ""
+    resource_class: str = "standard"  # the class in force on these days (its price list)
 
 
 def line_from_run(run: Mapping[str, Any]) -> Line:
@@ -376,7 +386,7 @@ def line_from_run(run: Mapping[str, Any]) -> Line:
         run["first_day"], run["last_day"], int(run["days"]), int(run["vcpu"]), int(run["mem_gb"]),
         int(run["storage_gb"]), *prices, rate, to_yuan(int(run["days"]) * rate),
         round(100.0 * float(run["samples_counted"]) / expected, 2) if expected else 0.0,
-        run.get("judgement_id") or "", run.get("judgement_reason") or "",
+        run.get("judgement_id") or "", run.get("judgement_reason") or "", run.get("resource_class") or "standard",
     )  # fmt: skip
 
 
@@ -408,6 +418,8 @@ class Assessment:
     figures: SlaFigures
     totals: Totals
     telemetry_completeness_pct: float | None  # computed from the rollups of these very days
+    as_of: date | None = None  # "today" (Asia/Shanghai) when assessed: later days are not counted
+    period_to_effective: date | None = None  # min(period_to, as_of); None: the period has not begun
 
     @property
     def provisional(self) -> bool:
@@ -427,6 +439,7 @@ def completeness_pct(runs: Iterable[Mapping[str, Any]]) -> float | None:
 def assess(
     provider_id: str, period_from: date, period_to: date, runs: Iterable[Mapping[str, Any]],
     unregistered: Iterable[Mapping[str, Any]], scheme: DeductionScheme, figures: SlaFigures, generated_at: datetime,
+    as_of: date | None = None,
 ) -> Assessment:  # fmt: skip
     """Assemble line items, exclusions, the deduction and the totals from the assessment queries."""
     runs = list(runs)
@@ -439,4 +452,5 @@ def assess(
     ded_amount = to_yuan(billable_sum * ded.pct / 100)
     totals = Totals(billable_sum + excluded_sum, excluded_sum, billable_sum, ded.pct, ded_amount, billable_sum - ded_amount)
     return Assessment(provider_id, period_from, period_to, generated_at, scheme.supervision_threshold_pct, billable,
-                      excluded, tuple(unregistered), ded, figures, totals, completeness_pct(runs))  # fmt: skip
+                      excluded, tuple(unregistered), ded, figures, totals, completeness_pct(runs), as_of,
+                      effective_to(period_from, period_to, as_of) if as_of else period_to)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -12,6 +13,9 @@ from opscenter.wire import LifecycleEvent
 UINT32_MAX = 2**32 - 1
 TS_MIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TS_MAX = datetime(2200, 1, 1, tzinfo=timezone.utc)
+#: a price class (计费类别, §6): the billing standard may price classes differently (opscenter/fees.py)
+DEFAULT_CLASS = "standard"
+CLASS_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 # Which lifecycle steps may follow which state. ``None`` is "not known yet".
 _ALLOWED: dict[str | None, frozenset[str]] = {
@@ -53,6 +57,7 @@ class Resource:
     updated: datetime
     delivered: datetime | None = None
     deregistered: datetime | None = None
+    resource_class: str = DEFAULT_CLASS
 
 
 def apply_event(current: Resource | None, ev: LifecycleEvent) -> Resource:
@@ -67,6 +72,8 @@ def apply_event(current: Resource | None, ev: LifecycleEvent) -> Resource:
         raise LifecycleError(f"spec must have vcpu > 0, mem_gb > 0, storage_gb >= 0 (all < 2^32): {ev.spec}")
     if not 0 < ev.interval_s <= UINT32_MAX:
         raise LifecycleError(f"interval_s must be > 0 and < 2^32, not {ev.interval_s}")
+    if ev.resource_class and not CLASS_RE.match(ev.resource_class):
+        raise LifecycleError(f"resource_class {ev.resource_class[:60]!r}: lowercase letters, digits, _ and -, ≤ 40")
     state = current.state if current else None
     if ev.type not in _ALLOWED[state]:
         raise LifecycleError(f"{ev.type!r} not allowed after {state or 'nothing'!r}")
@@ -89,6 +96,7 @@ def apply_event(current: Resource | None, ev: LifecycleEvent) -> Resource:
             state=ev.type,
             interval_s=ev.interval_s,
             updated=ev.ts,
+            resource_class=ev.resource_class or DEFAULT_CLASS,
         )
     changes: dict[str, object] = {"state": ev.type, "updated": ev.ts}
     if ev.spec is not None:
@@ -99,6 +107,8 @@ def apply_event(current: Resource | None, ev: LifecycleEvent) -> Resource:
         changes["unit_id"] = ev.unit_id
     if ev.district_id:
         changes["district_id"] = ev.district_id
+    if ev.resource_class:  # empty: unchanged
+        changes["resource_class"] = ev.resource_class
     if ev.type == "delivered":
         changes["delivered"] = ev.ts
     if ev.type == "deregistered":

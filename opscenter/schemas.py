@@ -4,7 +4,8 @@
 what the code enforces on values (percentages in [0, 100], rates >= 0, time zones required,
 the reason and lifecycle-type enums) and a description of every field. The generated files
 are committed under ``docs/schemas/`` and documented in ``docs/wire-formats.md``; a unit test
-keeps them equal to :func:`json_schemas`. After changing a struct in :mod:`opscenter.wire`::
+keeps them equal to :func:`json_schemas`. After changing a struct in :mod:`opscenter.wire` or
+:mod:`opscenter.wire_incidents`::
 
     python -m opscenter.schemas
 """
@@ -19,10 +20,12 @@ from typing import Any, get_args
 
 import msgspec
 
+from opscenter import wire_incidents
 from opscenter.wire import (
     REASONS,
     TELEMETRY_SHARDS,
     TOPIC_DEADLETTER,
+    TOPIC_INCIDENTS,
     TOPIC_LIFECYCLE,
     TOPIC_TELEMETRY,
     DeadLetter,
@@ -151,6 +154,14 @@ _ENRICH: dict[str, tuple[str | None, dict[str, dict[str, Any]]]] = {
             "interval_s": {
                 "description": "Expected sampling interval in seconds (taken from the first event)."
             },
+            "resource_class": {
+                "description": (
+                    "Price class (计费类别) of the resource from this event on: lowercase letters, "
+                    "digits, '_' and '-', at most 40; the billing standard prices each class "
+                    "(docs/billing.md). Optional: empty or absent = unchanged, a new resource "
+                    "starts as 'standard'. Anything else → reason 'schema'."
+                )
+            },
             "v": {"description": "Format version, 1 for lifecycle.v1."},
         },
     ),
@@ -195,10 +206,28 @@ _ENRICH: dict[str, tuple[str | None, dict[str, dict[str, Any]]]] = {
     ),
 }
 
+# incidents.v1 (opscenter/wire_incidents.py keeps the field descriptions next to its struct); the
+# time gets the same zone-requiring pattern as the other topics
+_INCIDENT_DESCRIPTION, _INCIDENT_FIELDS = wire_incidents.SCHEMA_ENRICH["IncidentEvent"]
+_ENRICH["IncidentEvent"] = (
+    _INCIDENT_DESCRIPTION + " The step's rules (state machine, SLA clocks): docs/sla.md.",
+    {
+        **_INCIDENT_FIELDS,
+        "ts": _ts(
+            "When the step happened",
+            "Without a time zone the message is dead-lettered as 'schema'; more than "
+            "max_future_s (default 300 s) ahead of the ingest time → 'invalid_incident' "
+            "(future_timestamp); before the incident's previous milestone → 'invalid_incident' "
+            "(ts_before_previous).",
+        ),
+    },
+)
+
 _TOPICS: dict[str, tuple[type[msgspec.Struct], str]] = {
     TOPIC_TELEMETRY: (TelemetryBatch, "Telemetry batch"),
     TOPIC_LIFECYCLE: (LifecycleEvent, "Lifecycle event"),
     TOPIC_DEADLETTER: (DeadLetter, "Dead letter"),
+    TOPIC_INCIDENTS: (wire_incidents.IncidentEvent, "Incident event"),
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -79,6 +79,8 @@ class LifecycleEvent(msgspec.Struct):
     name: str = ""
     spec: Spec | None = None
     interval_s: int = 60
+    # price class (计费类别): lowercase letters, digits, _ and -; "" = unchanged (a new resource: "standard")
+    resource_class: Annotated[str, msgspec.Meta(pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$")] = ""
     v: int = 1
 
 

@@ -1,19 +1,22 @@
 -- Fee assessment of one provider for the days [from, to] (both inclusive, Asia/Shanghai calendar
--- days): one row per run of contiguous days of one resource with the same status, price version
--- and spec (R5; §12, §34, §35). Read by dashboard/api_billing.py; money is computed from these
--- quantities in opscenter/fees.py (Decimal, rounded once per line). docs/billing.md has the rules:
+-- days; the caller cuts `to` at today): one row per run of contiguous days of one resource with the
+-- same status, price version, resource class and spec (R5; §12, §34, §35). Read by
+-- dashboard/billing_assessment.py; money is computed from these quantities in opscenter/fees.py
+-- (Decimal, rounded once per line). docs/billing.md has the rules:
 --   * billing days: from the local day of `delivered` (inclusive) to the local day of
 --     `deregistered` (exclusive), within [from, to];
 --   * spec in force on a day: the last spec-carrying lifecycle event on or before that day;
---   * price in force on a day: the version covering it (open valid_to = until the next version of
---     the class starts); where corrections overlap, the latest created wins;
+--   * resource class in force on a day: the last class-carrying lifecycle event on or before that
+--     day ('standard' before any); the class chooses the price list;
+--   * price in force on a day: the version of the resource's class covering it (open valid_to =
+--     until the next version of the class starts); where corrections overlap, the latest created wins;
 --   * status of a day: unqualified (a bureau judgement covers it) > unsupervised (completeness =
---     rollup_1d.samples / (86400 / interval_s) below {threshold}) > no_price > billable.
--- Every resource is in the 'standard' price class until the inventory carries a class.
+--     rollup_1d.samples / (86400 / interval_s) below the threshold; the day `today` expects only
+--     the samples of its first `today_s` seconds, it is not over yet) > no_price > billable.
 WITH
     ev AS (
         SELECT resource_id, type, ts, toDate(ts, 'Asia/Shanghai') AS d, vcpu AS ev_vcpu, mem_gb AS ev_mem,
-               storage_gb AS ev_storage
+               storage_gb AS ev_storage, resource_class AS ev_class
         FROM lifecycle_events FINAL
         WHERE provider_id = {provider:String}
     ),
@@ -34,6 +37,12 @@ WITH
             argMax(assumeNotNull(ev_storage), ts) AS storage_gb
         FROM ev
         WHERE ev_vcpu IS NOT NULL AND ev_mem IS NOT NULL AND ev_storage IS NOT NULL
+        GROUP BY resource_id, d
+    ),
+    cls AS (
+        SELECT resource_id, d AS class_from, argMax(ev_class, ts) AS resource_class
+        FROM ev
+        WHERE ev_class != ''
         GROUP BY resource_id, d
     ),
     seg AS (
@@ -64,6 +73,12 @@ WITH
             FROM seg
             INNER JOIN life ON life.resource_id = seg.resource_id
         )
+    ),
+    days_c AS (
+        SELECT d.resource_id AS resource_id, d.vcpu AS vcpu, d.mem_gb AS mem_gb, d.storage_gb AS storage_gb,
+               d.day AS day, if(c.resource_class = '', 'standard', c.resource_class) AS resource_class
+        FROM days AS d
+        ASOF LEFT JOIN cls AS c ON c.resource_id = d.resource_id AND d.day >= c.class_from
     ),
     roll AS (
         SELECT resource_id, day, sum(samples) AS samples
@@ -132,8 +147,8 @@ WITH
     classified AS (
         SELECT
             d.resource_id AS resource_id, d.day AS day, d.vcpu AS vcpu, d.mem_gb AS mem_gb,
-            d.storage_gb AS storage_gb, inv.name AS name, inv.unit_id AS unit_id,
-            86400.0 / if(inv.interval_s = 0, 60, inv.interval_s) AS expected,
+            d.storage_gb AS storage_gb, d.resource_class AS resource_class, inv.name AS name, inv.unit_id AS unit_id,
+            if(d.day = {today:Date}, {today_s:Float64}, 86400.0) / if(inv.interval_s = 0, 60, inv.interval_s) AS expected,
             toFloat64(r.samples) AS got,
             if(jr.judgement_id != '', jr.judgement_id, ja.judgement_id) AS judgement_id,
             pd.p.1 AS version_id, pd.p.2 AS vcpu_day, pd.p.3 AS mem_gb_day, pd.p.4 AS storage_gb_day,
@@ -143,16 +158,16 @@ WITH
                 version_id = '', 'no_price',
                 'billable'
             ) AS status
-        FROM days AS d
+        FROM days_c AS d
         LEFT JOIN inv ON inv.resource_id = d.resource_id
         LEFT JOIN roll AS r ON r.resource_id = d.resource_id AND r.day = d.day
         LEFT JOIN judged_days AS jr ON jr.resource_id = d.resource_id AND jr.day = d.day
         LEFT JOIN (SELECT day, judgement_id FROM judged_days WHERE resource_id = '') AS ja ON ja.day = d.day
-        LEFT JOIN (SELECT day, p FROM price_day WHERE resource_class = 'standard') AS pd ON pd.day = d.day
+        LEFT JOIN price_day AS pd ON pd.resource_class = d.resource_class AND pd.day = d.day
     ),
     runs AS (
         SELECT
-            resource_id, any(name) AS name, any(unit_id) AS unit_id, status, version_id,
+            resource_id, any(name) AS name, any(unit_id) AS unit_id, status, version_id, resource_class,
             vcpu, mem_gb, storage_gb,
             any(vcpu_day) AS vcpu_day, any(mem_gb_day) AS mem_gb_day, any(storage_gb_day) AS storage_gb_day,
             judgement_id,
@@ -167,16 +182,17 @@ WITH
             SELECT
                 *,
                 toRelativeDayNum(day) - row_number() OVER (
-                    PARTITION BY resource_id, status, version_id, vcpu, mem_gb, storage_gb, judgement_id
+                    PARTITION BY resource_id, status, version_id, resource_class, vcpu, mem_gb, storage_gb, judgement_id
                     ORDER BY day
                 ) AS run
             FROM classified
         )
-        GROUP BY resource_id, status, version_id, vcpu, mem_gb, storage_gb, judgement_id, run
+        GROUP BY resource_id, status, version_id, resource_class, vcpu, mem_gb, storage_gb, judgement_id, run
     )
 SELECT
     runs.resource_id AS resource_id, runs.name AS name, runs.unit_id AS unit_id, runs.status AS status,
-    runs.version_id AS version_id, runs.vcpu AS vcpu, runs.mem_gb AS mem_gb, runs.storage_gb AS storage_gb,
+    runs.version_id AS version_id, runs.resource_class AS resource_class, runs.vcpu AS vcpu,
+    runs.mem_gb AS mem_gb, runs.storage_gb AS storage_gb,
     runs.vcpu_day AS vcpu_day, runs.mem_gb_day AS mem_gb_day, runs.storage_gb_day AS storage_gb_day,
     runs.judgement_id AS judgement_id, j.reason AS judgement_reason,
     runs.first_day AS first_day, runs.last_day AS last_day, runs.days AS days,

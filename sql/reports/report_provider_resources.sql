@@ -2,7 +2,9 @@
 -- service (delivery inclusive, deregistration exclusive, as billed), telemetry completeness over
 -- those days (capped per day) and late share, and utilization from the daily rollups: mean, max
 -- and p95 (merged t-digests) of cpu, memory and storage. band: low when the p95 of every metric is
--- below {low:Float64} %, high when any p95 is above {high:Float64} % (§29), else normal.
+-- below the low threshold (%), high when any p95 is above the high one (§29), else normal. The
+-- caller cuts `to` at today; today (the parameter `today`) expects only the samples of its first
+-- `today_s` seconds: it is not over yet.
 WITH
     life AS (
         SELECT
@@ -31,8 +33,9 @@ WITH
     roll AS (
         SELECT
             r.resource_id AS resource_id,
-            sumIf(least(toFloat64(r.samples), 86400.0 / if(i.interval_s = 0, 60, i.interval_s)), r.day >= s.lo AND r.day < s.hi)
-                AS counted,
+            sumIf(least(toFloat64(r.samples),
+                        if(r.day = {today:Date}, {today_s:Float64}, 86400.0) / if(i.interval_s = 0, 60, i.interval_s)),
+                  r.day >= s.lo AND r.day < s.hi) AS counted,
             sum(r.samples) AS samples, sum(r.late) AS late,
             sum(r.cpu_sum) / nullIf(sum(r.samples), 0) AS cpu_mean, max(r.cpu_max) AS cpu_max,
             quantileTDigestMerge(0.95)(r.cpu_q) AS cpu_p95,
@@ -50,7 +53,9 @@ SELECT
     s.resource_id AS resource_id, i.name AS name, i.unit_id AS unit_id, i.state AS state,
     toUInt32(greatest(s.hi - s.lo, 0)) AS days_in_service,
     if(days_in_service = 0, NULL,
-       round(100 * ifNull(r.counted, 0) / (days_in_service * 86400.0 / if(i.interval_s = 0, 60, i.interval_s)), 2))
+       round(100 * ifNull(r.counted, 0)
+             / ((days_in_service * 86400.0 - if({today:Date} >= s.lo AND {today:Date} < s.hi, 86400.0 - {today_s:Float64}, 0))
+                / if(i.interval_s = 0, 60, i.interval_s)), 2))
         AS completeness_pct,
     if(ifNull(r.samples, 0) = 0, NULL, round(100 * r.late / r.samples, 2)) AS late_pct,
     round(r.cpu_mean, 1) AS cpu_mean, if(isNaN(r.cpu_p95), NULL, round(r.cpu_p95, 1)) AS cpu_p95, r.cpu_max AS cpu_max,

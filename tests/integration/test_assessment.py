@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,13 @@ import orjson
 import pytest
 from openpyxl import load_workbook
 
-from dashboard.api_billing import today_cst, write_reports
+from dashboard.api_billing import (
+    assessment_doc,
+    load_scheme,
+    run_assessment,
+    today_cst,
+    write_reports,
+)
 from dashboard.app import build_app
 from opscenter.services import Services, create_topics, open_services
 from opscenter.settings import Settings
@@ -34,18 +41,33 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
-@pytest.fixture
-async def env(settings: Settings) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+@asynccontextmanager
+async def web(settings: Settings, tokens: dict[str, tuple[str, str]]) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+    """The services and an HTTP client on the web app; ``tokens``: who → (role, scope), sent as ``tok-<who>``."""
     await create_topics(settings)
     services = await open_services(settings)
     app = build_app(services)
-    for who, scope in ROLES.items():
-        role = "provider" if who.startswith("p") else who
+    for who, (role, scope) in tokens.items():
         await app.state.tokens.add(f"tok-{who}", f"test {who}", role, scope)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield services, client
-    await services.aclose()
+    try:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield services, c
+    finally:
+        await services.aclose()
+
+
+@pytest.fixture
+async def env(settings: Settings) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+    tokens = {who: ("provider" if who.startswith("p") else who, scope) for who, scope in ROLES.items()}
+    async with web(settings, tokens) as got:
+        yield got
+
+
+def xlsx_summary(source: Path | bytes) -> dict[str, Any]:
+    """key → value of the summary rows ([label, value, key]) of a report workbook's first sheet."""
+    wb = load_workbook(io.BytesIO(source) if isinstance(source, bytes) else source)
+    return {row[2]: row[1] for row in wb["概要 Summary"].iter_rows(values_only=True) if len(row) > 2 and row[2]}
 
 
 def auth(who: str) -> dict[str, str]:
@@ -201,8 +223,10 @@ async def test_golden_year_two_providers(env) -> None:  # type: ignore[no-untype
     assert a["totals"] == expected_a
 
     # pB: b1 all year, supervised every day. V1 181 days × (2 + 2 + 1.25 = 5.25) = 950.25;
-    # V2 184 × (2.40 + 1.80 + 1.25 = 5.45) = 1002.80; billable 1953.05. No SLA results: only the computed
-    # completeness (100 %) counts, the rest is listed missing and the assessment is provisional.
+    # V2 184 × (2.40 + 1.80 + 1.25 = 5.45) = 1002.80; billable 1953.05. No SLA results entered: the computed
+    # figures count — completeness 100 % (rollups), availability 100 % and no breaches (pB had no incident
+    # all year); within-target share and satisfaction have no data, are listed missing, and the
+    # assessment is provisional.
     b = (await client.get("/api/v1/assessments?provider=pB&from=2025-01-01&to=2025-12-31", headers=auth("finance"))).json()
     assert line_tuples(b, "lines") == [
         ("b1", "billable", V1, "2025-01-01", "2025-06-30", 181, (2, 4, 100), "5.2500", "950.25"),
@@ -210,8 +234,11 @@ async def test_golden_year_two_providers(env) -> None:  # type: ignore[no-untype
     ]
     assert b["exclusions"] == [] and [u["resource_id"] for u in b["unregistered"]] == ["ghost-b"]
     assert b["provisional"] is True and b["quality"]["status"] == "partial"
-    assert sorted(b["quality"]["missing"]) == ["availability_pct", "breaches", "satisfaction", "within_target_pct"]
-    assert b["totals"] == {"gross": "1953.05", "excluded": "0.00", "billable": "1953.05", "deduction_pct": "0",
+    assert sorted(b["quality"]["missing"]) == ["satisfaction", "within_target_pct"]
+    sources = {c["figure"]: c["source"] for c in b["quality"]["components"]}
+    assert sources["availability_pct"].startswith("computed from incidents") and sources["breaches"].startswith("computed")
+    # (the deduction is the sum of the components, among them 0 breaches × 0.5 % = 0.0 %)
+    assert b["totals"] == {"gross": "1953.05", "excluded": "0.00", "billable": "1953.05", "deduction_pct": "0.0",
                            "deduction": "0.00", "net": "1953.05"}  # fmt: skip
 
     # The bureau may try other figures (said so in the output): availability 98.5 → 5; breaches P1 20 (P2 2 as
@@ -297,8 +324,15 @@ async def test_price_list_rules_succession_and_audit(env) -> None:  # type: igno
     seed_resource(services, "pF", "f1", [("delivered", (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()[:19],
                                           (1, 1, 0))])  # fmt: skip
     seed_rollups(services, "pF", "f1", today, 60)
+    # These days lie ahead: asked today, nothing is counted yet (and the answer says so) ...
     r = await client.get(f"/api/v1/assessments?provider=pF&from={day(5)}&to={day(54)}", headers=auth("pF"))
-    doc = r.json()
+    ahead = r.json()
+    assert (ahead["lines"], ahead["exclusions"], ahead["period_to_effective"]) == ([], [], None)
+    assert ahead["as_of"] == today.isoformat() and ahead["period_note"] and ahead["period_note_en"]
+    # ... so assess them as the bureau will once day 60 has come.
+    later = datetime.now(timezone.utc) + timedelta(days=60)
+    doc = assessment_doc(await run_assessment(services.store, "pF", today + timedelta(days=5),
+                                              today + timedelta(days=54), load_scheme(), now=later))  # fmt: skip
     ids = {f1.json()["version_id"]: "f1", f2.json()["version_id"]: "f2", c.json()["version_id"]: "c", "": "-"}
     got = [(ids[x["version_id"]], x["status"], x["days"], x["amount"]) for x in doc["lines"] + doc["exclusions"]]
     assert got == [("c", "billable", 5, "3.00"),  # days 5..9: 5 × 0.60
@@ -371,7 +405,14 @@ async def test_provider_reports_html_csv_xlsx(env, settings: Settings, tmp_path:
     assert doc["summary"] == {"resources": 3, "resource_days": 954, "completeness_pct": 99.68, "low": 1, "high": 0,
                               "incidents": 1, "drills": 1, "breaches": 2, "recommendations": 2,
                               "recommendations_open": 1, "rejected_inputs": 0}  # fmt: skip
-    assert doc["sla_results"] is None and "尚未提供" in doc["sla_note"]
+    # no figures entered by the bureau: computed from the incidents and SLA signals above
+    # availability: i1 (P1) kept a1 down 02:00–07:00 = 300 min of 954 resource-days × 1440 = 1,373,760 min
+    #   → 1 − 300 / 1,373,760 = 99.9782 %; within target: i1 restored in 300 min > 240 → 0 of 1 = 0 %;
+    #   breaches: s1, s2 (P1; s3 is a near-breach; i2 is a drill); no ratings
+    sla = doc["sla_results"]
+    assert (sla["availability_pct"], sla["within_target_pct"], sla["breaches_p1"], sla["breaches_p2"],
+            sla["satisfaction"]) == (99.9782, 0.0, 2, 0, None)  # fmt: skip
+    assert doc["sla_sources"]["availability_pct"] == "computed"
 
     page = await client.get("/api/v1/reports/provider?provider=pA&kind=annual&period=2025",
                             headers={**auth("bureau"), "accept": "text/html"})  # fmt: skip
@@ -385,8 +426,7 @@ async def test_provider_reports_html_csv_xlsx(env, settings: Settings, tmp_path:
     assert {k: v for sec, k, v, *_ in [r for r in rows if len(r) >= 3] if sec == "summary"} == {
         k: "" if v is None else str(v) for k, v in doc["summary"].items()}  # fmt: skip
     x = await client.get("/api/v1/reports/provider?provider=pA&kind=annual&period=2025&format=xlsx", headers=auth("finance"))
-    ws = load_workbook(io.BytesIO(x.content))["概要 Summary"]
-    assert {row[2]: row[1] for row in ws.iter_rows(values_only=True) if len(row) > 2 and row[2]} == doc["summary"]
+    assert xlsx_summary(x.content) == doc["summary"]
 
     q = (await client.get("/api/v1/reports/provider?provider=pA&kind=quarterly&period=2025-Q1&format=json",
                           headers=auth("pA"))).json()  # fmt: skip
@@ -405,6 +445,5 @@ async def test_provider_reports_html_csv_xlsx(env, settings: Settings, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"report-{p}-annual-2025-01-01.{ext}" for p in ("pA", "pB")
                                                           for ext in ("csv", "html", "xlsx")]  # fmt: skip
     assert progress.getvalue().endswith("] 2/2" + " " * 21 + "\n")
-    ws = load_workbook(tmp_path / "report-pA-annual-2025-01-01.xlsx")["概要 Summary"]
-    assert {row[2]: row[1] for row in ws.iter_rows(values_only=True) if len(row) > 2 and row[2]} == doc["summary"]
+    assert xlsx_summary(tmp_path / "report-pA-annual-2025-01-01.xlsx") == doc["summary"]
     assert "<style>" in (tmp_path / "report-pA-annual-2025-01-01.html").read_text(encoding="utf-8")

@@ -464,6 +464,7 @@ def g_lifecycle(r: random.Random) -> bytes:
         ("name", lambda: g_str(r), 0.6),
         ("spec", spec, 0.3),
         ("interval_s", lambda: g_int(r), 0.6),
+        ("resource_class", lambda: j(r.choice(["gpu", "standard", "high-mem"])) if r.random() < 0.7 else g_str(r), 0.6),
         ("v", lambda: b"1", 0.8),
     ]))  # fmt: skip
 
@@ -488,11 +489,11 @@ def check_lifecycle(raw: bytes) -> None:
     # what the agent then writes must fit ClickHouse: UInt32 spec, DateTime64, UTF-8 strings
     row = resource_row(res, NOW_MS * 1000)
     erow = event_row(ev, res)
-    for value in (row[5], row[6], row[7], row[9], *erow[7:]):
+    for value in (row[5], row[6], row[7], row[9], *erow[7:10]):
         assert value is None or (isinstance(value, int) and 0 <= value <= UINT32_MAX), value
     for ms in (row[10], row[11], row[12], erow[3]):
         assert ms is None or ms_storable(ms), ms
-    assert all(clickhouse_string(x) for x in (*row[:5], row[8], *erow[:3], *erow[4:7]))
+    assert all(clickhouse_string(x) for x in (*row[:5], row[8], row[14], *erow[:3], *erow[4:7], erow[10]))
     msgspec.json.decode(resource_json(res))
 
 

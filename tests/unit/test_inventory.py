@@ -72,3 +72,20 @@ def test_bad_specs_times_and_intervals_are_refused(spec: Spec, ts: datetime, int
     bad = LifecycleEvent("e", "r1", "delivered", ts, "p1", spec=spec, interval_s=interval_s)
     with pytest.raises(LifecycleError):
         Registry().apply(bad)
+
+
+def test_resource_class_is_kept_until_an_event_names_another() -> None:
+    reg = Registry()
+    spec = Spec(4, 8, 100)
+    assert reg.apply(ev("delivered", 0, spec)).resource_class == "standard"  # no class: standard
+    gpu = LifecycleEvent("e1", "r1", "adjusted", T + timedelta(days=1), "p1", spec=spec, resource_class="gpu")
+    assert reg.apply(gpu).resource_class == "gpu"
+    assert reg.apply(ev("adjusted", 2, Spec(8, 8, 100))).resource_class == "gpu"  # none named: unchanged
+    first = LifecycleEvent("n0", "r2", "delivered", T, "p1", spec=spec, resource_class="high-mem")
+    assert reg.apply(first).resource_class == "high-mem"
+
+
+@pytest.mark.parametrize("cls", ["GPU", "a b", "-x", "x" * 41, "显卡"])
+def test_bad_resource_class_is_refused(cls: str) -> None:
+    with pytest.raises(LifecycleError, match="resource_class"):
+        Registry().apply(LifecycleEvent("e", "r1", "delivered", T, "p1", spec=Spec(1, 1, 1), resource_class=cls))
