@@ -13,7 +13,9 @@ from starlette.routing import BaseRoute
 
 ROUTES: list[Callable[[], list[BaseRoute]]] = [
     __import__("dashboard.api_incidents", fromlist=["routes"]).routes,  # POST /api/v1/incidents, GET /api/v1/sla (issue 4)
+    __import__("dashboard.api_ratings", fromlist=["routes"]).routes,  # POST /api/v1/ratings (issue 4)
     __import__("dashboard.api_utilization", fromlist=["routes"]).routes,  # utilization, recommendations (issue 3)
     __import__("dashboard.api_alerts", fromlist=["routes"]).routes,  # alerts, silences, assurance periods (issue 5)
     __import__("dashboard.api_billing", fromlist=["routes"]).routes,  # prices, judgements, SLA results, assessments (issue 7)
+    __import__("dashboard.api_quality", fromlist=["routes"]).routes,  # GET /api/v1/quality: telemetry quality (issue 4, §17)
 ]

@@ -14,19 +14,21 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.websockets import WebSocket
 from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
 
-from opscenter import metrics
-from opscenter.tokens import TokenStore
-from opscenter.users import DEMO_USERS, UserStore
 from dashboard.api_admin import routes as admin_routes
+from dashboard.api_my import routes as my_routes
 from dashboard.audit import AuditLog
 from dashboard.audit import routes as audit_routes
 from dashboard.auth import AuthMiddleware, principal_of, require
 from dashboard.auth import routes as auth_routes
 from dashboard.feed import LiveHub
 from dashboard.ingest import error, post_telemetry
+from dashboard.panels import Panels
+from opscenter import metrics
+from opscenter.tokens import TokenStore
+from opscenter.users import DEMO_USERS, UserStore
 
 STATIC = Path(__file__).parent / "static"
 
@@ -141,12 +143,14 @@ async def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html")
 
 
-async def org_names(services: Any) -> tuple[dict[str, str], list[str]]:
-    """Display names of providers, districts and units (Chinese), and the district ids, from ``orgs``."""
+async def org_names(services: Any) -> tuple[dict[str, str], list[str], list[str]]:
+    """Display names of providers, districts and units (Chinese), and the district and provider ids,
+    from ``orgs``."""
     rows = await services.store.query(
         "SELECT org_id, argMax(name_zh, version), argMax(kind, version) FROM orgs GROUP BY org_id"
     )
-    return {org_id: name for org_id, name, _ in rows}, sorted(o for o, _, kind in rows if kind == "district")
+    return ({org_id: name for org_id, name, _ in rows}, sorted(o for o, _, kind in rows if kind == "district"),
+            sorted(o for o, _, kind in rows if kind == "provider"))  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -156,8 +160,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     users_file = services.settings.users_file or (DEMO_USERS if services.settings.demo else None)
     if users_file:
         await app.state.users.seed(Path(users_file))
-    names, districts = await org_names(services)
-    hub = LiveHub(services.redis, services.registry, names, districts)
+    names, districts, providers = await org_names(services)
+    hub = LiveHub(services.redis, services.registry, names, districts, providers=providers,
+                  panels=Panels.of(services))  # fmt: skip
     await hub.start()
     app.state.hub = hub
     try:
@@ -166,9 +171,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await hub.stop()
 
 
-@require("bureau", page=True)
+#: who may open the console: the readers of the alert API; only the bureau acts (the page hides the
+#: buttons for the others, and the API refuses them)
+CONSOLE_ROLES = ("bureau", "auditor", "provider", "unit", "district")
+
+
+@require(*CONSOLE_ROLES, page=True)
 async def console(request: Request) -> Response:
-    """The on-call console: acknowledge, resolve, silence (bureau duty officers)."""
+    """The on-call console: acknowledge, resolve, silence (bureau duty officers); read-only, scoped
+    to their own alerts, for providers, units, districts and auditors."""
     return FileResponse(STATIC / "console.html")
 
 
@@ -202,6 +213,7 @@ def build_app(services: Any) -> Starlette:
         *auth_routes(),
         *audit_routes(),
         *admin_routes(),
+        *my_routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     from dashboard.api import ROUTES

@@ -6,6 +6,8 @@
   session's CSRF token (form field ``csrf`` or header ``X-CSRF-Token``).
 - A wall-screen device opens ``/kiosk?token=<kiosk token>`` once; it gets a cookie that never
   expires but is checked against the token on every request, so revoking the token ends it.
+- Failed logins are counted per username and per address (dashboard/throttle.py); past the
+  limit the login page answers 429 with ``Retry-After`` until old failures leave the window.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dashboard.throttle import LoginThrottle
 from opscenter.auth import Principal, verify_password
 from opscenter.tokens import digest
 
@@ -142,15 +145,28 @@ def _safe_next(value: str) -> str:
     return value if value.startswith("/") and not value.startswith("//") else "/wall"
 
 
-async def login_page(request: Request) -> Response:
+def _login_form(next_path: str, error: str = "", status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The login page with a fresh CSRF token (also in a cookie); ``error`` is trusted HTML."""
     csrf = secrets.token_urlsafe(24)
+    body = _LOGIN.format(error=error, csrf=csrf, next=html.escape(_safe_next(next_path)))
+    resp = HTMLResponse(body, status_code=status_code, headers=headers)
+    resp.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict", max_age=600)
+    return resp
+
+
+async def login_page(request: Request) -> Response:
     error = ""
     if request.query_params.get("failed"):
         error = '<p class="error">用户名或密码错误 / wrong username or password</p>'
-    body = _LOGIN.format(error=error, csrf=csrf, next=html.escape(_safe_next(request.query_params.get("next", "/wall"))))
-    resp = HTMLResponse(body)
-    resp.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict", max_age=600)
-    return resp
+    return _login_form(request.query_params.get("next", "/wall"), error)
+
+
+def throttle_of(app: Any) -> LoginThrottle:
+    """The app's login throttle (made on first use: Redis is the process's shared connection)."""
+    t = getattr(app.state, "login_throttle", None)
+    if t is None:
+        t = app.state.login_throttle = LoginThrottle(app.state.services.redis)
+    return t
 
 
 async def login(request: Request) -> Response:
@@ -160,13 +176,25 @@ async def login(request: Request) -> Response:
     cookie_csrf = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie_csrf or not secrets.compare_digest(cookie_csrf, str(form.get("csrf", ""))):
         return _json_error(403, "csrf", "请求校验失败，请刷新登录页", "missing or wrong CSRF token")
+    throttle, ip = throttle_of(request.app), client_ip(request)
+    refusal = await throttle.check(username, ip)
+    if refusal is not None:  # refused before the password is even looked at: guessing stops here
+        await request.app.state.audit.record(username or "-", "", "login", username,
+                                             f"throttled by {refusal.by}; retry after {refusal.retry_after_s} s",
+                                             ip, False)  # fmt: skip
+        minutes = -(-refusal.retry_after_s // 60)
+        error = (f'<p class="error" id="throttled">登录失败次数过多，请 {minutes} 分钟后再试<br>'
+                 f"Too many failed logins: try again in {minutes} min</p>")  # fmt: skip
+        return _login_form(next_path, error, 429, {"Retry-After": str(refusal.retry_after_s)})
     users = request.app.state.users
     user = await users.get(username)
     ok = user is not None and not user["disabled"] and verify_password(user["password_hash"], password)
     await request.app.state.audit.record(username or "-", user["role"] if user else "", "login",
-                                         username, "" if ok else "failed", client_ip(request), ok)  # fmt: skip
+                                         username, "" if ok else "failed", ip, ok)  # fmt: skip
     if not ok:
+        await throttle.failed(username, ip)
         return RedirectResponse(f"/login?failed=1&next={quote(next_path)}", status_code=303)
+    await throttle.succeeded(username)
     payload = {"u": user["username"], "r": user["role"], "s": user["scope"], "c": secrets.token_urlsafe(24)}  # type: ignore[index]
     resp = RedirectResponse(next_path, status_code=303)
     resp.set_cookie(SESSION_COOKIE, _serializer(request.app).dumps(payload), max_age=SESSION_MAX_AGE_S,

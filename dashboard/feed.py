@@ -1,12 +1,18 @@
 """The live feed: one Redis subscription per web process, fanned out to websocket clients.
 
 Every client gets *frames*: the whole screen state (districts and units with their
-capacity-weighted utilization and band, totals, pipeline rate, the recent history of state
-changes), at most ``frame_interval_s`` apart and only when something changed. A frame is a
+capacity-weighted utilization and band, totals, the recent history of state changes, open
+alerts, telemetry completeness per provider, and — from :mod:`dashboard.panels` — SLA gauges
+per provider and pipeline health), at most ``frame_interval_s`` apart and only when something
+changed. A frame is a
 complete picture, so a slow client is coalesced — it always gets the newest frame and never
 a backlog — and can never hold up the others. Frames carry a sequence number; a client that
 sees a gap (or reconnects) simply takes the next frame, or asks ``{"type": "snapshot"}``.
 The server sends a heartbeat every ``heartbeat_s`` and forgets clients that vanish.
+
+Scope (docs/architecture.md, "Wall screen"): a provider, unit or district viewer gets figures of
+its own resources only. SLA gauges go to those who may read ``GET /api/v1/sla`` (bureau, auditor,
+a provider for itself) and to kiosks; pipeline health to city-wide viewers only.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ import orjson
 from redis.asyncio import Redis
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from dashboard.panels import Panels, sla_cards
 from opscenter import __version__
 from opscenter.auth import Principal
-from opscenter.inventory import Registry
+from opscenter.inventory import SUPERVISED_STATES, Registry
+from streams.incidents import ACTIVE_STATES
 from streams.live import CHANNEL as LIVE_CHANNEL
 from streams.live import RES_PREFIX, follow
+from streams.sla_agent import INCIDENT_CHANNEL, OPEN_KEY, incident_key
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,10 @@ ALERTS_KEY = "opscenter:alerts:alerts"  # alert state (fingerprint → alert JSO
 SEVERITIES = ("P1", "P2", "P3", "P4")
 LOW_PCT, HIGH_PCT = 20.0, 80.0
 STALE_MS = 120_000  # a resource silent this long is not "reporting"
+#: roles shown SLA gauges: the readers of GET /api/v1/sla (dashboard.api_incidents.SLA_READERS), and
+#: kiosks (wall devices of the bureau); a provider sees its own gauge only
+SLA_VIEWERS = frozenset({"bureau", "auditor", "provider", "kiosk"})
+MAX_SLA_CARDS = 6  # more providers: the worst six are shown (a wall has room for six gauges)
 
 
 def band(value: float | None, low: float = LOW_PCT, high: float = HIGH_PCT) -> str:
@@ -61,17 +74,19 @@ class _Agg:
 def aggregate(
     latest: dict[str, tuple[float, float, float, int]], registry: Registry, now_ms: int,
     viewer: Principal | None = None,
-) -> tuple[dict[str, _Agg], dict[str, _Agg]]:
-    """Capacity-weighted live utilization per district and per unit (weights: vCPU, GB, GB),
-    over the resources the viewer may see (all of them without a viewer)."""
+) -> tuple[dict[str, _Agg], dict[str, _Agg], dict[str, _Agg]]:
+    """Capacity-weighted live utilization per district, per unit and per provider (weights: vCPU,
+    GB, GB) over the in-service resources the viewer may see (all of them without a viewer); each
+    also counts its resources and those that reported within ``STALE_MS`` (telemetry completeness)."""
     districts: dict[str, _Agg] = {}
     units: dict[str, _Agg] = {}
+    providers: dict[str, _Agg] = {}
     for res in registry.all():
-        if res.state == "deregistered":
+        if res.state not in SUPERVISED_STATES:  # applied, refused or deregistered: not on the cloud
             continue
         if viewer is not None and not viewer.sees(res.provider_id, res.unit_id, res.district_id):
             continue
-        for key, table in ((res.district_id, districts), (res.unit_id, units)):
+        for key, table in ((res.district_id, districts), (res.unit_id, units), (res.provider_id, providers)):
             agg = table.get(key)
             if agg is None:
                 agg = table[key] = _Agg()
@@ -86,7 +101,7 @@ def aggregate(
             agg.mem += value[1] * res.mem_gb
             agg.w_sto += res.storage_gb
             agg.storage += value[2] * res.storage_gb
-    return districts, units
+    return districts, units, providers
 
 
 def _visible(viewer: Principal | None, labels: dict[str, str]) -> bool:
@@ -96,10 +111,28 @@ def _visible(viewer: Principal | None, labels: dict[str, str]) -> bool:
     return viewer.sees(labels.get("provider", ""), labels.get("unit", ""), labels.get("district", ""))
 
 
+def _sees_sla(viewer: Principal | None) -> bool:
+    return viewer is None or viewer.role in SLA_VIEWERS
+
+
+def _sees_pipeline(viewer: Principal | None) -> bool:
+    return viewer is None or viewer.scope_field is None
+
+
 def _scope_key(viewer: Principal | None) -> tuple[str, str]:
+    """Viewers with the same key get the same frame (encoded once)."""
     if viewer is None or viewer.scope_field is None:
-        return ("", "")
+        return ("", "sla" if _sees_sla(viewer) else "")
     return (viewer.role, viewer.scope)
+
+
+def completeness(providers: dict[str, _Agg], names: dict[str, str]) -> list[dict[str, Any]]:
+    """Per provider: in-service resources, those reporting, and the share (None without resources)."""
+    return [
+        {"id": pid, "name": names.get(pid, pid), "resources": a.resources, "reporting": a.reporting,
+         "share": round(a.reporting / a.resources, 4) if a.resources else None}
+        for pid, a in sorted(providers.items())
+    ]  # fmt: skip
 
 
 def _figures(agg: _Agg) -> dict[str, Any]:
@@ -140,9 +173,15 @@ class LiveHub:
         frame_interval_s: float = 0.1,
         heartbeat_s: float = 10.0,
         history: int = 30,
+        providers: list[str] | None = None,
+        panels: Panels | None = None,
     ) -> None:
         self.redis, self.registry, self.names = redis, registry, names
         self.district_ids = list(districts or [])  # shown even while they have no resources
+        self.provider_ids = list(providers or [])  # SLA cards shown even before their first incident
+        self.panels = panels  # SLA gauges and pipeline health (None: not shown, e.g. in the fan-out bench)
+        # open (not yet restored), non-drill incidents: incident id → (provider, severity)
+        self.incidents: dict[str, tuple[str, str]] = {}
         self.frame_interval_s, self.heartbeat_s = frame_interval_s, heartbeat_s
         self.latest: dict[str, tuple[float, float, float, int]] = {}
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
@@ -158,18 +197,28 @@ class LiveHub:
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        await self._load()
-        await self._load_periods()
-        await self._load_alerts()
+        await self._reload()
         self._tasks = [
             asyncio.create_task(self._follow(), name="live-follow"),
             asyncio.create_task(self._frames(), name="live-frames"),
         ]
+        if self.panels is not None:
+            self.panels.on_change = self._changed.set
+            self.panels.start()
 
     async def stop(self) -> None:
+        if self.panels is not None:
+            await self.panels.stop()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _reload(self) -> None:
+        """Everything the screen shows from Redis state (at start and after Redis came back)."""
+        await self._load()
+        await self._load_periods()
+        await self._load_alerts()
+        await self._load_incidents()
 
     async def _load(self) -> None:
         """The live value of every resource, from Redis (so a restarted web process shows data at once)."""
@@ -199,6 +248,30 @@ class LiveHub:
         for v in raw.values():
             self._track(orjson.loads(v))
 
+    async def _load_incidents(self) -> None:
+        try:
+            ids = [i.decode() if isinstance(i, bytes) else i for i in await self.redis.smembers(OPEN_KEY)]
+            pipe = self.redis.pipeline(transaction=False)
+            for i in ids:
+                pipe.hmget(incident_key(i), "provider_id", "severity", "state", "drill")
+            rows = await pipe.execute() if ids else []
+        except Exception as exc:  # noqa: BLE001 - no incident counts rather than no screen
+            log.warning("incident state unavailable: %s", exc)
+            return
+        self.incidents = {}
+        for iid, row in zip(ids, rows):
+            pid, sev, state, drill = (v.decode() if isinstance(v, bytes) else (v or "") for v in row)
+            self._track_incident({"incident_id": iid, "provider_id": pid, "severity": sev, "state": state,
+                                  "drill": drill not in ("", "0")})  # fmt: skip
+        self._changed.set()
+
+    def _track_incident(self, doc: dict[str, Any]) -> None:
+        iid = str(doc.get("incident_id", ""))
+        if doc.get("state") in ACTIVE_STATES and not doc.get("drill") and iid:
+            self.incidents[iid] = (str(doc.get("provider_id", "")), str(doc.get("severity", "")))
+        else:
+            self.incidents.pop(iid, None)
+
     def _track(self, a: dict[str, Any]) -> None:
         aid = a.get("alert_id") or a.get("fingerprint", "")
         if a.get("state") == "resolved":
@@ -215,7 +288,8 @@ class LiveHub:
         return {"name": p.get("name_zh", ""), "name_en": p.get("name_en", ""), "end_ms": p["ends_ms"]}
 
     async def _follow(self) -> None:
-        await follow(self.redis, (LIVE_CHANNEL, EVENTS_CHANNEL, ALERTS_CHANNEL), self._apply, self._load, "live feed")
+        await follow(self.redis, (LIVE_CHANNEL, EVENTS_CHANNEL, ALERTS_CHANNEL, INCIDENT_CHANNEL), self._apply,
+                     self._reload, "live feed")  # fmt: skip
 
     def _apply(self, channel: str, data: bytes) -> None:
         doc = orjson.loads(data)
@@ -231,6 +305,8 @@ class LiveHub:
         elif channel == ALERTS_CHANNEL:
             for a in doc.get("alerts") or []:  # one history line per alert state change
                 self._track(a)
+                if self.panels is not None and str(a.get("rule", "")).startswith("sla_"):
+                    self.panels.incidents_changed()  # an SLA breach was raised: "breaches today" moved
                 self.history.appendleft({
                     "ts_ms": doc.get("at_ms") or a.get("updated_ms"), "type": doc.get("type"),
                     "severity": a.get("severity", ""), "state": a.get("state", ""),
@@ -241,13 +317,18 @@ class LiveHub:
         elif channel == EVENTS_CHANNEL:
             self.history.appendleft({"ts_ms": doc.get("ts_ms"), "type": doc.get("kind", ""), **doc})
             self._changed.set()
+        elif channel == INCIDENT_CHANNEL:
+            self._track_incident(doc)
+            if self.panels is not None:
+                self.panels.incidents_changed()  # the SLA shares may have moved
+            self._changed.set()
 
     # -- frames ---------------------------------------------------------------------
     def frame(self, now_ms: int | None = None, viewer: Principal | None = None) -> dict[str, Any]:
         """The whole screen state now, limited to what ``viewer`` may see (a provider, unit or
         district sees only its own resources, alerts and history)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        districts, units = aggregate(self.latest, self.registry, now_ms, viewer)
+        districts, units, providers = aggregate(self.latest, self.registry, now_ms, viewer)
         if viewer is None or viewer.scope_field is None:
             for d in self.district_ids:
                 districts.setdefault(d, _Agg())
@@ -278,7 +359,24 @@ class LiveHub:
             "assurance": self.assurance(now_ms),
             "alerts_open": {sev: sum(1 for s, _ in alerts if s == sev) for sev in SEVERITIES},
             "alerts_acknowledged": sum(1 for _, st in alerts if st == "acknowledged"),
+            "providers": completeness(providers, self.names),
+            "sla": self._sla(viewer, providers),
+            "pipeline": self.panels.health if self.panels is not None and _sees_pipeline(viewer) else None,
         }
+
+    def _sla(self, viewer: Principal | None, in_scope: dict[str, _Agg]) -> dict[str, Any] | None:
+        """SLA gauges per provider this month (from the panels) with live open incidents (from
+        Redis); None for viewers who may not see SLA figures."""
+        if self.panels is None or not _sees_sla(viewer):
+            return None
+        p = self.panels
+        if viewer is not None and viewer.role == "provider":
+            ids = [viewer.scope]
+        else:
+            ids = sorted(set(self.provider_ids) | set(in_scope) | set(p.sla)
+                         | {pid for pid, _ in self.incidents.values()})  # fmt: skip
+        cards, hidden = sla_cards(ids, p.sla, self.incidents.values(), self.names, MAX_SLA_CARDS)
+        return {"period": "month", "as_of_ms": p.sla_ms, "ok": p.sla_ok, "providers": cards, "hidden": hidden}
 
     def _hot(self, viewer: Principal | None = None, n: int = 6) -> list[dict[str, Any]]:
         """The busiest resources by cpu, within the viewer's scope (names are provider-supplied: the

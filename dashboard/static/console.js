@@ -3,13 +3,16 @@
 Object.assign(I18N.zh, { console_title: "值班处置台", sound: "P1 提示音", new_p1: "新的 P1 告警！", open_alerts: "未恢复告警",
   col_sev: "级别", col_summary: "告警", col_state: "状态", col_since: "开始", col_escalation: "升级", col_actions: "处置",
   timeline: "处置时间线", ack: "确认", resolve: "恢复", silence: "静默 1 小时", reason_prompt: "请填写恢复原因：",
-  done: "已提交", failed: "提交失败", firing: "告警中", acknowledged: "已确认", resolved: "已恢复", step: "第 {n} 级" });
+  done: "已提交", failed: "提交失败", firing: "告警中", acknowledged: "已确认", resolved: "已恢复", step: "第 {n} 级",
+  read_only: "只读：仅显示您权限范围内的告警；确认、恢复、静默由市大数据局值班人员处置。", my_page: "我的页面 ›" });
 Object.assign(I18N.en, { console_title: "On-call console", sound: "P1 sound", new_p1: "New P1 alert!", open_alerts: "Open alerts",
   col_sev: "Sev", col_summary: "Alert", col_state: "State", col_since: "Since", col_escalation: "Escalation", col_actions: "Actions",
   timeline: "Timeline", ack: "Acknowledge", resolve: "Resolve", silence: "Silence 1 h", reason_prompt: "Reason for resolving:",
-  done: "Done", failed: "Failed", firing: "firing", acknowledged: "acknowledged", resolved: "resolved", step: "step {n}" });
+  done: "Done", failed: "Failed", firing: "firing", acknowledged: "acknowledged", resolved: "resolved", step: "step {n}",
+  read_only: "Read-only: alerts within your scope; the bureau's duty officers acknowledge, resolve and silence.",
+  my_page: "My page ›" });
 
-let csrf = "", selected = null, knownP1 = new Set(), firstLoad = true, refreshTimer = null;
+let csrf = "", readOnly = true, selected = null, knownP1 = new Set(), firstLoad = true, refreshTimer = null;
 function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = String(text); return e; }
 function time(ms) { return ms ? new Date(ms).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : ""; }
 function summary(a) { return (lang() === "en" ? a.summary_en : a.summary_zh) || a.rule; }
@@ -69,20 +72,22 @@ function render(alerts) {
   body.replaceChildren(...alerts.map((a) => {
     const tr = el("tr"); tr.dataset.alert = a.alert_id;
     if (selected === a.alert_id) tr.classList.add("selected");
+    tr.addEventListener("click", () => { selected = a.alert_id; showTimeline(a); render(alerts); });
     tr.append(el("td", `sev ${a.severity}`, a.severity));
     tr.append(el("td", "summary", summary(a)));
     tr.append(el("td", `state ${a.state}`, t(a.state)));
     tr.append(el("td", "", time(a.started_ms)));
     tr.append(el("td", "", a.state === "firing" && a.escalation_step ? t("step").replace("{n}", a.escalation_step) : "–"));
     const actions = el("td", "actions");
+    tr.append(actions);
+    if (readOnly) return tr;  // not the bureau: nothing to act on here (the API would refuse it too)
     const ack = el("button", "primary ack", t("ack")); ack.disabled = a.state !== "firing";
     ack.addEventListener("click", (ev) => { ev.stopPropagation(); act("ack", a); });
     const res = el("button", "resolve", t("resolve"));
     res.addEventListener("click", (ev) => { ev.stopPropagation(); act("resolve", a); });
     const sil = el("button", "silence", t("silence"));
     sil.addEventListener("click", (ev) => { ev.stopPropagation(); act("silence", a); });
-    actions.append(ack, res, sil); tr.append(actions);
-    tr.addEventListener("click", () => { selected = a.alert_id; showTimeline(a); render(alerts); });
+    actions.append(ack, res, sil);
     return tr;
   }));
 }
@@ -127,7 +132,10 @@ async function start() {
   applyLang();
   const me = await api("GET", "/api/v1/me");
   csrf = me.csrf || "";
-  document.getElementById("who").textContent = `${me.name} (${me.role})`;
+  document.getElementById("who").textContent = `${me.name} (${me.role}${me.scope ? " · " + me.scope : ""})`;
+  readOnly = me.role !== "bureau";
+  document.body.classList.toggle("read-only", readOnly);
+  document.getElementById("my-link").classList.toggle("hidden", !["provider", "unit", "district"].includes(me.role));
   const sound = document.getElementById("sound");
   sound.checked = localStorage.getItem("p1sound") === "on";
   sound.addEventListener("change", () => localStorage.setItem("p1sound", sound.checked ? "on" : "off"));

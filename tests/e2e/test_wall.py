@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import time
 from datetime import datetime, timezone
@@ -11,10 +12,17 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
-
 from playwright.async_api import expect
 
-from opscenter.wire import TOPIC_LIFECYCLE, TOPIC_TELEMETRY, LifecycleEvent, Spec, json_encoder, shard_key
+from opscenter.wire import (
+    TOPIC_INCIDENTS,
+    TOPIC_LIFECYCLE,
+    TOPIC_TELEMETRY,
+    LifecycleEvent,
+    Spec,
+    json_encoder,
+    shard_key,
+)
 from tests.e2e.conftest import Up
 from tests.integration.helpers import telemetry
 
@@ -135,6 +143,145 @@ async def test_english_switch_is_remembered(up: Up, browser) -> None:  # type: i
     await page.reload()
     await page.wait_for_selector(".tile")
     assert await page.locator(".title").inner_text() == "Weihai Government Cloud Operations Control Center"
+    await page.close()
+
+
+async def _login(browser, up: Up, username: str, next_path: str, width: int = 1920, height: int = 1080):  # type: ignore[no-untyped-def]
+    """A person logs in through the form (demo password: demo-<username>) and lands on ``next_path``."""
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    await page.goto(f"{up.base}/login?next={next_path}")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", f"demo-{username}")
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{up.base}{next_path.split('?')[0]}**")
+    return page
+
+
+def _incident(eid: str, iid: str, type_: str, minutes_ago: float, provider: str, **kw):  # type: ignore[no-untyped-def]
+    from opscenter.wire_incidents import IncidentEvent, encode
+
+    ts = datetime.fromtimestamp(time.time() - minutes_ago * 60, timezone.utc)
+    return (TOPIC_INCIDENTS, iid.encode(), encode(IncidentEvent(eid, iid, type_, ts, provider, **kw)))
+
+
+async def _no_scrollbars(page) -> bool:  # type: ignore[no-untyped-def]
+    return await page.evaluate("document.documentElement.scrollHeight <= innerHeight && "
+                               "document.documentElement.scrollWidth <= innerWidth")  # fmt: skip
+
+
+async def test_quality_view_fits_1080p_and_4k(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    """SLA gauges per provider, completeness per provider and pipeline health on one view, no scrollbars."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for w, h in ((1920, 1080), (3840, 2160)):
+        page = await browser.new_page(viewport={"width": w, "height": h})
+        await page.goto(f"{up.base}/kiosk?token=demo-kiosk")
+        await page.goto(f"{up.base}/wall?rotate=0&view=quality")
+        await expect(page.locator("#view-quality")).to_be_visible()
+        await expect(page.locator(".sla-card")).to_have_count(3, timeout=15_000)  # the demo city's providers
+        assert set(await page.locator(".sla-card .card-name").all_inner_texts()) == {"海韵云", "东海数智", "金桥云服务"}
+        await expect(page.locator(".comp")).to_have_count(3)
+        await expect(page.locator(".comp .comp-value").first).to_have_text(re.compile(r"^\d+(\.\d)?%$"))
+        # every part of the pipeline is up: the panel says so in words, with three green lamps
+        await expect(page.locator("#pipe-status")).to_have_text("链路正常", timeout=15_000)
+        await expect(page.locator(".lamp.up")).to_have_count(3)
+        await expect(page.locator("#p-rate")).not_to_have_text("–", timeout=15_000)
+        assert await _no_scrollbars(page)
+        # readable across a room: gauge figures and completeness figures ≥ 3 % of the screen height
+        for sel in (".sla-card .ring b", ".comp .comp-value"):
+            size = await page.evaluate(f"parseFloat(getComputedStyle(document.querySelector('{sel}')).fontSize)")
+            assert size >= 0.03 * h, (sel, size)
+        await page.screenshot(path=str(ARTIFACTS / f"wall-quality-{w}x{h}.png"))
+        await page.close()
+
+
+async def test_incidents_through_the_broker_move_the_providers_gauges(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    """A P1 left unanswered past its 15 min target and a P3 handled in time: 50 % responded in time,
+    one open P1, one breach today — for that provider's card only."""
+    page = await _page(browser, up)
+    await page.goto(f"{up.base}/wall?rotate=0&view=quality")
+    card = page.locator('.sla-card[data-provider="p-jinqiao"]')
+    await expect(card).to_have_count(1, timeout=15_000)
+    await _produce(up, [
+        _incident("jq-1a", "inc-jq-1", "opened", 60, "p-jinqiao", severity="P1"),
+        _incident("jq-2a", "inc-jq-2", "opened", 30, "p-jinqiao", severity="P3"),
+        _incident("jq-2b", "inc-jq-2", "acknowledged", 20, "p-jinqiao"),
+        _incident("jq-2c", "inc-jq-2", "resolved", 5, "p-jinqiao"),
+    ])  # fmt: skip
+    await expect(card.locator('.open-sev[data-sev="P1"] b')).to_have_text("1", timeout=5_000)  # live, from Redis
+    await expect(card.locator(".gauge").nth(0).locator("b")).to_have_text("50%", timeout=15_000)
+    await expect(card.locator(".gauge").nth(1).locator("b")).to_have_text("100%")
+    await expect(card.locator(".gauge").nth(0)).to_have_class(re.compile(r"\bbad\b"))
+    await expect(card.locator(".breaches b")).to_have_text("1", timeout=20_000)
+    for other in ("p-haiyun", "p-donghai"):  # the other providers' cards did not take these
+        assert "inc-jq" not in await page.locator(f'.sla-card[data-provider="{other}"]').inner_text()
+    await page.screenshot(path=str(ARTIFACTS / "wall-quality-incidents.png"))
+    await page.click("#lang")
+    await expect(card.locator(".gauge-label").first).to_have_text("Responded in time")
+    await page.click("#lang")
+    await page.close()
+
+
+async def test_a_providers_wall_console_and_page_show_only_its_own(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    """haiyun (provider p-haiyun) logs in: its wall has its own gauge only and no city pipeline, its
+    console is read-only, and /my lists its own SLA figures and resources only."""
+    rid = "r-my-donghai"
+    await _produce(up, [
+        (TOPIC_LIFECYCLE, rid.encode(), json_encoder.encode(LifecycleEvent(
+            "ev-my-donghai", rid, "delivered", datetime.now(timezone.utc), "p-donghai", "u-gaj", "d-huancui",
+            "东海-不应出现", Spec(4, 8, 100), 15))),
+        _incident("hy-1a", "inc-hy-1", "opened", 40, "p-haiyun", severity="P2"),
+        _incident("hy-1b", "inc-hy-1", "acknowledged", 35, "p-haiyun"),
+        _incident("dh-1a", "inc-dh-1", "opened", 40, "p-donghai", severity="P4"),
+    ])  # fmt: skip
+    wall = await _login(browser, up, "haiyun", "/wall?rotate=0&view=quality")
+    await expect(wall.locator(".sla-card")).to_have_count(1, timeout=15_000)
+    assert await wall.locator(".sla-card").get_attribute("data-provider") == "p-haiyun"
+    await expect(wall.locator(".comp")).to_have_count(1)
+    assert await wall.locator(".comp").get_attribute("data-provider") == "p-haiyun"
+    await expect(wall.locator("#view-quality")).to_have_class(re.compile(r"\bno-pipe\b"))
+    await expect(wall.locator(".pipeline")).to_be_hidden()
+    assert await _no_scrollbars(wall)
+    await wall.screenshot(path=str(ARTIFACTS / "wall-quality-provider.png"))
+    await expect(wall.locator("#my-link")).to_be_visible()
+
+    await wall.goto(f"{up.base}/console")
+    await expect(wall.locator("#read-only")).to_be_visible(timeout=10_000)
+    await expect(wall.locator("#conn")).to_have_class("conn on", timeout=10_000)
+    assert await wall.locator("button.ack").count() == 0
+
+    await wall.goto(f"{up.base}/my")
+    my = wall
+    await expect(my.locator("#scope-name")).to_have_text("海韵云", timeout=10_000)
+    await expect(my.locator('#sla-rows tr[data-provider="p-haiyun"][data-severity="P2"]')).to_have_count(1,
+                                                                                                        timeout=20_000)
+    sla_providers = {await r.get_attribute("data-provider") for r in await my.locator("#sla-rows tr").all()}
+    assert sla_providers == {"p-haiyun"}
+    rows = my.locator("#util-rows tr")
+    await expect(rows.first).to_be_visible()
+    owners = {await r.get_attribute("data-provider") for r in await rows.all()}
+    assert owners == {"p-haiyun"}
+    assert await rows.count() == int(await my.locator("#u-resources").inner_text())
+    assert "东海-不应出现" not in await my.locator("main").inner_text()
+    await my.screenshot(path=str(ARTIFACTS / "my-provider.png"), full_page=True)
+    await my.close()
+
+
+async def test_login_page_slows_down_a_password_guesser(up: Up, browser) -> None:  # type: ignore[no-untyped-def]
+    page = await browser.new_page()
+    for _ in range(5):
+        await page.goto(f"{up.base}/login?next=/wall")
+        await page.fill("input[name=username]", "gaj")
+        await page.fill("input[name=password]", "wrong-guess")
+        await page.click("button[type=submit]")
+        await expect(page.locator(".error")).to_contain_text("用户名或密码错误")
+    await page.fill("input[name=username]", "gaj")
+    await page.fill("input[name=password]", "demo-gaj")
+    async with page.expect_response(f"{up.base}/login") as resp:
+        await page.click("button[type=submit]")
+    assert (await resp.value).status == 429
+    await expect(page.locator("#throttled")).to_contain_text("登录失败次数过多")
+    await expect(page.locator("#throttled")).to_contain_text("Too many failed logins")
+    await page.screenshot(path=str(ARTIFACTS / "login-throttled.png"))
     await page.close()
 
 

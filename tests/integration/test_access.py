@@ -63,6 +63,16 @@ def test_every_route_is_public_by_design_or_guarded(settings: Settings) -> None:
 
 # role → expected status per endpoint (GET unless stated)
 MATRIX = {
+    # pages (issue 6): anonymous viewers are sent to /login (303); the console is read-only and scoped for
+    # all but the bureau; /my is a provider's, unit's or district's own page
+    "/wall": {"anon": 303, "bureau": 200, "finance": 200, "provider": 200, "unit": 200, "district": 200,
+              "auditor": 200, "kiosk": 200},
+    "/console": {"anon": 303, "bureau": 200, "finance": 403, "provider": 200, "unit": 200, "district": 200,
+                 "auditor": 200, "kiosk": 403},
+    "/my": {"anon": 303, "bureau": 403, "finance": 403, "provider": 200, "unit": 200, "district": 200,
+            "auditor": 403, "kiosk": 403},
+    "/api/v1/my/utilization": {"anon": 401, "bureau": 200, "finance": 403, "provider": 200, "unit": 200,
+                               "district": 200, "auditor": 403, "kiosk": 403},
     "/api/v1/status": {"anon": 401, "bureau": 200, "finance": 200, "provider": 200, "unit": 200, "district": 200,
                        "auditor": 200, "kiosk": 200},
     "/api/v1/audit": {"anon": 401, "bureau": 200, "finance": 403, "provider": 403, "unit": 403, "district": 403,
@@ -76,10 +86,27 @@ MATRIX = {
     # another scope's resource is not found, not forbidden: its existence is not disclosed
     "/api/v1/resources/b1/rollups": {"anon": 401, "bureau": 200, "finance": 200, "provider": 404, "unit": 404,
                                      "district": 404, "auditor": 200, "kiosk": 200},
+    # the annual evaluation of unit u1 (district d1): its own unit, its district, the bureau and auditors
+    "/api/v1/reports/unit?unit=u1&year=2025": {"anon": 401, "bureau": 200, "finance": 403, "provider": 403,
+                                               "unit": 200, "district": 200, "auditor": 200, "kiosk": 403},
+    "/api/v1/reports/unit?unit=u2&year=2025": {"anon": 401, "bureau": 200, "finance": 403, "provider": 403,
+                                               "unit": 403, "district": 403, "auditor": 200, "kiosk": 403},
     "POST /api/v1/telemetry": {"anon": 401, "bureau": 403, "finance": 403, "provider": 400, "unit": 403,
                                "district": 403, "auditor": 403, "kiosk": 403},
+    # telemetry quality (§17): a provider sees only its own; another's resource is not disclosed
+    "/api/v1/quality": {"anon": 401, "bureau": 200, "finance": 200, "provider": 200, "unit": 403, "district": 403,
+                        "auditor": 200, "kiosk": 403},
+    "/api/v1/quality?provider=p2": {"anon": 401, "bureau": 200, "finance": 200, "provider": 403, "unit": 403,
+                                    "district": 403, "auditor": 200, "kiosk": 403},
+    "/api/v1/quality?resource=b1": {"anon": 401, "bureau": 200, "finance": 200, "provider": 404, "unit": 403,
+                                    "district": 403, "auditor": 200, "kiosk": 403},
     "POST /api/v1/tokens": {"anon": 401, "bureau": 400, "finance": 403, "provider": 403, "unit": 403,
                             "district": 403, "auditor": 403, "kiosk": 403},
+    "/api/v1/sla": {"anon": 401, "bureau": 200, "finance": 403, "provider": 200, "unit": 403, "district": 403,
+                    "auditor": 200, "kiosk": 403},
+    # only a using unit rates (§33); "{}" is not a rating
+    "POST /api/v1/ratings": {"anon": 401, "bureau": 403, "finance": 403, "provider": 403, "unit": 400,
+                             "district": 403, "auditor": 403, "kiosk": 403},
 }  # fmt: skip
 
 
@@ -97,7 +124,7 @@ async def test_access_matrix(env, endpoint: str) -> None:  # type: ignore[no-unt
 
 async def test_pages_send_anonymous_viewers_to_login(env) -> None:  # type: ignore[no-untyped-def]
     _, client, _ = env
-    for page in ("/", "/wall"):
+    for page in ("/", "/wall", "/console", "/my"):
         r = await client.get(page)
         assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
 
@@ -226,3 +253,20 @@ async def test_live_feed_is_limited_to_the_viewers_scope(env) -> None:  # type: 
     finally:
         server.should_exit = True
         await task
+
+
+async def test_my_utilization_is_limited_to_the_callers_scope(env) -> None:  # type: ignore[no-untyped-def]
+    """/my's API: a provider, unit or district gets its own resources only; the bureau the city."""
+    _, client, tokens = env
+
+    async def ids(who: str) -> list[str]:
+        r = await client.get("/api/v1/my/utilization?window=24h", headers={"authorization": f"Bearer {tokens[who]}"})
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert doc["summary"]["resources"] == doc["total"] == len(doc["rows"])
+        return sorted(row["resource_id"] for row in doc["rows"])
+
+    assert await ids("provider") == ["a1"] and await ids("unit") == ["a1"] and await ids("district") == ["a1"]
+    assert await ids("bureau") == ["a1", "b1"]
+    r = await client.get("/api/v1/my/utilization?window=1y", headers={"authorization": f"Bearer {tokens['unit']}"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_parameter" and r.json()["message"]

@@ -19,18 +19,19 @@ import jsonschema
 import msgspec
 import pytest
 
-from opscenter import wire
+from opscenter import wire, wire_incidents
 from opscenter.inventory import _ALLOWED, SUPERVISED_STATES
 from opscenter.schemas import dumps, json_schemas, schema_path, write_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "wire-formats.md"
 SCHEMA_DIR = ROOT / "docs" / "schemas"
-TOPICS = (wire.TOPIC_TELEMETRY, wire.TOPIC_LIFECYCLE, wire.TOPIC_DEADLETTER)
+TOPICS = (wire.TOPIC_TELEMETRY, wire.TOPIC_LIFECYCLE, wire.TOPIC_DEADLETTER, wire.TOPIC_INCIDENTS)
 DECODERS = {
     wire.TOPIC_TELEMETRY: wire.telemetry_decoder,
     wire.TOPIC_LIFECYCLE: wire.lifecycle_decoder,
     wire.TOPIC_DEADLETTER: wire.deadletter_decoder,
+    wire.TOPIC_INCIDENTS: wire_incidents.incident_decoder,
 }
 REGENERATE = "run `python -m opscenter.schemas` and commit docs/schemas/"
 
@@ -114,7 +115,9 @@ def test_enriched_constraints() -> None:
     assert life["type"]["enum"] == list(get_args(wire.LifecycleType))
     dead = schemas[wire.TOPIC_DEADLETTER]["$defs"]["DeadLetter"]["properties"]
     assert dead["reason"]["enum"] == list(wire.REASONS)
-    for ts in (sample["ts"], life["ts"], dead["ingest_ts"]):
+    incident = schemas[wire.TOPIC_INCIDENTS]["$defs"]["IncidentEvent"]["properties"]
+    assert incident["type"]["enum"] == list(wire_incidents.INCIDENT_TYPES)
+    for ts in (sample["ts"], life["ts"], dead["ingest_ts"], incident["ts"]):
         assert ts["format"] == "date-time" and "time zone" in ts["description"]
 
 
@@ -225,8 +228,12 @@ GOOD_LETTER = {
 
 S = ("samples", 0)
 _DELETE = object()
+GOOD_INCIDENT = {
+    "event_id": "e1", "incident_id": "inc-1", "type": "opened", "ts": "2026-10-01T10:00:00+08:00",
+    "provider_id": "p1", "severity": "P1", "resource_ids": ["r1"], "drill": False, "text": "数据库不可用",
+}  # fmt: skip
 _GOOD = {wire.TOPIC_TELEMETRY: GOOD_BATCH, wire.TOPIC_LIFECYCLE: GOOD_EVENT,
-         wire.TOPIC_DEADLETTER: GOOD_LETTER}  # fmt: skip
+         wire.TOPIC_DEADLETTER: GOOD_LETTER, wire.TOPIC_INCIDENTS: GOOD_INCIDENT}  # fmt: skip
 # (test id, topic, path of the changed field, new value or _DELETE)
 INVALID = [
     ("cpu_pct 130", wire.TOPIC_TELEMETRY, (*S, "cpu_pct"), 130),
@@ -241,9 +248,18 @@ INVALID = [
     ("bad lifecycle type", wire.TOPIC_LIFECYCLE, ("type",), "installed"),
     ("vcpu a string", wire.TOPIC_LIFECYCLE, ("spec", "vcpu"), "4"),
     ("missing provider_id", wire.TOPIC_LIFECYCLE, ("provider_id",), _DELETE),
+    ("resource_class upper case", wire.TOPIC_LIFECYCLE, ("resource_class",), "GPU"),
+    ("resource_class too long", wire.TOPIC_LIFECYCLE, ("resource_class",), "c" * 41),
     ("unknown reason", wire.TOPIC_DEADLETTER, ("reason",), "bored"),
     ("detail > 500", wire.TOPIC_DEADLETTER, ("detail",), "x" * 501),
     ("negative offset", wire.TOPIC_DEADLETTER, ("source", "offset"), -1),
+    ("incident type unknown", wire.TOPIC_INCIDENTS, ("type",), "escalated"),
+    ("severity P5", wire.TOPIC_INCIDENTS, ("severity",), "P5"),
+    ("incident ts without zone", wire.TOPIC_INCIDENTS, ("ts",), "2026-10-01T10:00:00"),
+    ("empty incident_id", wire.TOPIC_INCIDENTS, ("incident_id",), ""),
+    ("missing event_id", wire.TOPIC_INCIDENTS, ("event_id",), _DELETE),
+    ("text > 4000", wire.TOPIC_INCIDENTS, ("text",), "x" * 4001),
+    ("drill a string", wire.TOPIC_INCIDENTS, ("drill",), "yes"),
 ]
 
 
@@ -329,3 +345,23 @@ def test_schema_files_are_linked() -> None:
     text = doc_text()
     for topic in TOPICS:
         assert f"(schemas/{topic}.schema.json)" in text
+
+
+def test_incident_examples_of_the_sla_document_validate_and_decode() -> None:
+    """docs/sla.md documents incidents.v1 in full; its examples obey the schema and the decoder."""
+    text = (ROOT / "docs" / "sla.md").read_text(encoding="utf-8")
+    blocks = [(text.count("\n", 0, m.start()) + 1, m["body"]) for m in _FENCE.finditer(text)
+              if m["tag"] == wire.TOPIC_INCIDENTS]  # fmt: skip
+    assert blocks
+    v = validator(wire.TOPIC_INCIDENTS)
+    for line, body in blocks:
+        errors = [e.message for e in v.iter_errors(json.loads(body))]
+        assert not errors, f"sla.md:{line}: {errors}"
+        wire_incidents.incident_decoder.decode(body.encode())
+
+
+def test_incident_schema_agrees_with_the_decoder_on_zone_less_timestamps() -> None:
+    doc = _with(GOOD_INCIDENT, ("ts",), "2026-10-01T10:00:00")
+    assert not validator(wire.TOPIC_INCIDENTS).is_valid(doc)
+    with pytest.raises(msgspec.ValidationError):
+        wire_incidents.incident_decoder.decode(json.dumps(doc).encode())
