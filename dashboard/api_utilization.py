@@ -268,8 +268,9 @@ async def post_declaration(request: Request) -> Response:
         try:
             decl.validate(d, unit_of)
         except decl.DeclarationError as exc:
-            if exc.code != "unknown_resource" or not await services.lifecycle_reader.catch_up():
+            if exc.code != "unknown_resource":
                 raise
+            await services.lifecycle_reader.catch_up()  # then ask the registry again, whoever applied it
             decl.validate(d, unit_of)
     except decl.DeclarationError as exc:
         return error(403 if exc.code == "foreign_resource" else 400, exc.code, exc.zh, exc.en)

@@ -114,9 +114,10 @@ async def post_telemetry(request: Request) -> JSONResponse:
     decoded = decode_samples_one_by_one(env.samples)
     rejected, by_key = _judge(decoded, provider_id, services.registry, limits)
     if any(r["reason"] == "unregistered_resource" for r in rejected):
-        # the resource's "delivered" event may not be applied yet: catch up and judge again
-        if await services.lifecycle_reader.catch_up():
-            rejected, by_key = _judge(decoded, provider_id, services.registry, limits)
+        # the resource's "delivered" event may not be applied yet: catch up and judge again (also
+        # when the reader applied nothing: the registry agent may have applied it meanwhile)
+        await services.lifecycle_reader.catch_up()
+        rejected, by_key = _judge(decoded, provider_id, services.registry, limits)
 
     accepted = sum(len(v) for v in by_key.values())
     for key, samples in by_key.items():

@@ -204,8 +204,8 @@ class IngestPipeline:
         unknown = {r.detail for _, v in validated for r in v.rejects if r.reason == "unregistered_resource"}
         if not unknown or all(self._absent.get(d, 0.0) > now for d in unknown):
             return validated
-        if await self.registry_catch_up():
-            validated = [(m, self._validate(m, now_ms)) for m in chunk]
+        await self.registry_catch_up()  # (the registry agent may have applied it meanwhile, too)
+        validated = [(m, self._validate(m, now_ms)) for m in chunk]
         if len(self._absent) > 100_000:
             self._absent.clear()
         until = time.monotonic() + ABSENT_TTL_S

@@ -260,9 +260,19 @@ class LifecycleReader:
                 fetch_max_wait_ms=FETCH_WAIT_MS,
             )  # fmt: skip
             await self._consumer.start()
-            parts = self._consumer.partitions_for_topic(self.topic) or set()
-            self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
             self._started = True
+        if not self._consumer.assignment():
+            # right after start the topic's metadata may not be known yet: ask for it, and do
+            # not settle for "no partitions" (that read nothing, ever, and every resource
+            # registered after the process started was "unregistered" over HTTP)
+            parts = self._consumer.partitions_for_topic(self.topic)
+            if not parts:
+                await self._consumer.topics()  # a metadata request for every topic
+                parts = self._consumer.partitions_for_topic(self.topic)
+            if not parts:
+                log.warning("lifecycle reader: no partitions known for %s yet", self.topic)
+                return False
+            self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
         applied = False
         began = _time.monotonic()
         deadline = began + timeout_s

@@ -378,8 +378,9 @@ class DeclarationStage:
                 try:
                     decl.validate(d, self.unit_of)
                 except decl.DeclarationError as exc:
-                    if exc.code != "unknown_resource" or not await self.services.lifecycle_reader.catch_up():
+                    if exc.code != "unknown_resource":
                         raise
+                    await self.services.lifecycle_reader.catch_up()
                     decl.validate(d, self.unit_of)  # the resource's lifecycle may travel behind
             except decl.DeclarationError as exc:
                 reason = "foreign_resource" if exc.code == "foreign_resource" else "invalid_declaration"

@@ -60,7 +60,7 @@ async def _accepts_lists_rejects_and_stores(services: Services, client: httpx.As
     )
     assert r.status_code == 202, r.text
     doc = r.json()
-    assert doc["accepted"] == 2
+    assert doc["accepted"] == 2, doc
     assert [(x["index"], x["reason"]) for x in doc["rejected"]] == [(2, "foreign_resource"), (3, "out_of_range")]
 
     async def rollup() -> list:
