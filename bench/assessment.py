@@ -2,16 +2,20 @@
 
 Seeds a private chDB path (inventory, lifecycle with adjustments and deregistrations, one
 rollup_1d row per resource-day, a mid-year price change and a correction, judgements, dead
-letters), then times ``sql/reports/assessment_lines.sql`` + ``assessment_unregistered.sql`` and
-the whole assessment (queries + fees.assess) and writes JSON to bench/results/assessment.json.
+letters), then times ``sql/reports/assessment_lines.sql`` + ``assessment_unregistered.sql``, the
+whole assessment (queries + fees.assess, ``run_assessment``) and the JSON the API answers with,
+prints a table with the goal beside the figures and writes JSON to bench/results/assessment.json.
+In the same run, on the same data, it times the former day-by-day query (kept as the reference of
+tests/integration/assessment_lines_reference.sql) and checks that both give the same runs.
 
-    python bench/assessment.py [--resources 5000] [--runs 5]
+    python bench/assessment.py [--resources 5000] [--runs 5] [--reference-runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -26,12 +30,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sql
-from dashboard.api_billing import load_scheme, run_assessment
-from opscenter import store
+from dashboard.api_billing import assessment_doc, load_scheme, run_assessment
+from dashboard.billing_assessment import FastJSONResponse, gc_paused
+from opscenter import __version__, store
+from opscenter.fees import Assessment
 from opscenter.settings import Settings
 
 PROVIDER = "bench-p1"
 YEAR = 2025
+GOAL_S = 1.0  # issue #9, item 4
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_SQL = ROOT / "tests" / "integration" / "assessment_lines_reference.sql"
 
 
 def seed(client, n: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -109,10 +118,30 @@ def timed(fn, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
     return out
 
 
+def figures(seconds: list[float]) -> dict[str, float]:
+    """Median, min and max of some timings, in seconds."""
+    return {"median": round(statistics.median(seconds), 3), "min": round(min(seconds), 3),
+            "max": round(max(seconds), 3)}  # fmt: skip
+
+
+def same_runs(new: list[dict], old: list[dict], prices: dict[str, tuple]) -> bool:  # type: ignore[type-arg]
+    """The product query's runs equal the reference query's (prices by version; sample sums to 1e-9)."""
+    if len(new) != len(old):
+        return False
+    for n, o in zip(new, old):
+        n = {**n, **dict(zip(("vcpu_day", "mem_gb_day", "storage_gb_day"), prices.get(n["version_id"], (0, 0, 0))))}
+        for k, v in o.items():
+            w = n[k]
+            if isinstance(v, float) and abs(v - w) > 1e-9 * max(1.0, abs(v)) or not isinstance(v, float) and v != w:
+                return False
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resources", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--reference-runs", type=int, default=3, help="timings of the slow reference query (0: skip it)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "assessment.json"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-assessment-"))
@@ -127,29 +156,58 @@ def main() -> int:
         params = {"provider": PROVIDER, "from": date(YEAR, 1, 1), "to": date(YEAR, 12, 31), "threshold": 0.9,
                   "today": date.today(), "today_s": 86400.0}  # a past year: today is outside it
         lines_sql, unreg_sql = sql.report("assessment_lines"), sql.report("assessment_unregistered")
-        n_runs = len(client.query(lines_sql, parameters=params).result_rows)  # warm-up
+        res = client.query(lines_sql, parameters=params)  # warm-up
+        runs = [dict(zip(res.column_names, r)) for r in res.result_rows]
         lines_s = timed(lambda: client.query(lines_sql, parameters=params), args.runs)
         unreg_s = timed(lambda: client.query(unreg_sql, parameters={k: params[k] for k in ("provider", "from", "to")}),
                         args.runs)  # fmt: skip
+        reference: dict[str, object] = {"runs": 0}
+        if args.reference_runs:  # the former day-by-day query, timed in this same run on the same data
+            ref_sql = REFERENCE_SQL.read_text(encoding="utf-8")
+            ref = client.query(ref_sql, parameters=params)
+            prices = {r[0]: tuple(r[1:]) for r in client.query(sql.report("assessment_prices")).result_rows}
+            ref_s = timed(lambda: client.query(ref_sql, parameters=params), args.reference_runs)
+            old = [dict(zip(ref.column_names, r)) for r in ref.result_rows]
+            reference = {"runs": args.reference_runs, "query": str(REFERENCE_SQL.relative_to(ROOT)), **figures(ref_s),
+                         "same_runs": same_runs(runs, old, prices)}  # fmt: skip
         async_store = store.AsyncStore(client)
         scheme = load_scheme()
 
-        def whole() -> None:
-            asyncio.run(run_assessment(async_store, PROVIDER, date(YEAR, 1, 1), date(YEAR, 12, 31), scheme))
+        got: list[Assessment] = []
 
-        whole_s = timed(whole, args.runs)
-        a = asyncio.run(run_assessment(async_store, PROVIDER, date(YEAR, 1, 1), date(YEAR, 12, 31), scheme))
+        async def assess_timed() -> list[float]:
+            # one event loop for all runs, as in the web process; the coroutine asyncio.run() starts returns
+            # no Assessment: Python 3.11's asyncio.run() formats the repr of its main task (and so of its
+            # result, 80,000 lines) when it restores the SIGINT handler, which would be timed too
+            out = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                got[:] = [await run_assessment(async_store, PROVIDER, date(YEAR, 1, 1), date(YEAR, 12, 31), scheme)]
+                out.append(time.perf_counter() - t0)
+            return out
+
+        def api() -> bytes:  # what GET /api/v1/assessments adds: the JSON document, rendered
+            with gc_paused():
+                return FastJSONResponse(assessment_doc(a)).body
+
+        whole_s = asyncio.run(assess_timed())
+        a = got[0]
+        body = api()
+        api_s = timed(api, args.runs)
         result = {
             "benchmark": "annual fee assessment over daily rollups (sql/reports/assessment_lines.sql)",
+            "command": f"python bench/assessment.py --resources {args.resources} --runs {args.runs}",
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+            "version": __version__,
             "resources": args.resources, "days": 365, "rows": counts, "seed_s": round(seed_s, 2),
-            "runs": args.runs,
-            "assessment_lines_s": {"median": round(statistics.median(lines_s), 3), "min": round(min(lines_s), 3),
-                                   "max": round(max(lines_s), 3)},
+            "runs": args.runs, "goal_s": GOAL_S,
+            "assessment_lines_s": figures(lines_s),
+            "reference_lines_s": reference,
             "assessment_unregistered_s": {"median": round(statistics.median(unreg_s), 3)},
-            "whole_assessment_s": {"median": round(statistics.median(whole_s), 3), "min": round(min(whole_s), 3)},
-            "output": {"runs": n_runs, "lines": len(a.lines), "exclusions": len(a.exclusions),
+            "whole_assessment_s": figures(whole_s),
+            "api_json_s": {**figures(api_s), "bytes": len(body)},
+            "output": {"runs": len(runs), "lines": len(a.lines), "exclusions": len(a.exclusions),
                        "unregistered": len(a.unregistered), "gross": str(a.totals.gross), "net": str(a.totals.net)},
         }  # fmt: skip
         async_store.close()
@@ -157,11 +215,33 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    import json
-
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(table(result))
+    print(f"written to {out}")
     return 0
+
+
+def table(r: dict) -> str:  # type: ignore[type-arg]
+    """The figures as a table, with the goal beside them."""
+
+    def met(s: float) -> str:
+        return f"goal < {GOAL_S:g} s: {'met' if s < GOAL_S else 'NOT met'}"
+
+    lines_s, ref, whole, api, out = (r["assessment_lines_s"]["median"], r["reference_lines_s"],
+                                     r["whole_assessment_s"]["median"], r["api_json_s"], r["output"])  # fmt: skip
+    rows = [("assessment_lines.sql (median)", f"{lines_s:.3f} s", met(lines_s))]
+    if ref["runs"]:
+        same = "yes" if ref["same_runs"] else "NO"
+        rows.append(("reference day-by-day query (median)", f"{ref['median']:.3f} s",
+                     f"same runs: {same}; {ref['median'] / max(lines_s, 1e-9):.1f}x the time"))  # fmt: skip
+    rows += [("whole assessment, run_assessment (median)", f"{whole:.3f} s", met(whole)),
+             ("JSON document + rendering (median)", f"{api['median']:.3f} s", f"{api['bytes'] / 1e6:.1f} MB"),
+             ("runs / lines / exclusions", f"{out['runs']} / {out['lines']} / {out['exclusions']}", ""),
+             ("gross / net (CNY)", f"{out['gross']} / {out['net']}", "")]  # fmt: skip
+    width = max(len(x[0]) for x in rows)
+    head = (f"annual fee assessment: {r['resources']} resources x {r['days']} days ({r['rows']['rollup_1d']} rollup "
+            f"rows), {r['runs']} runs, {r['machine']['cpus']} CPUs")  # fmt: skip
+    return "\n".join([head] + [f"  {a.ljust(width)}  {b:>24}  {c}" for a, b, c in rows])
 
 
 if __name__ == "__main__":

@@ -8,8 +8,12 @@ neither billed nor listed as not under supervision, and the output says so (``as
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import gc
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -53,6 +57,28 @@ TOTAL_LABELS = (("gross", "应计金额", "gross"), ("excluded", "不纳入结�
                 ("deduction", "质量扣减", "deduction"), ("net", "核定金额", "net"))  # fmt: skip
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused for one burst of allocation: an annual assessment builds
+    tens of thousands of line objects (none in a reference cycle), and the collector would walk them
+    again and again while they are built, about doubling the time. Only around synchronous code."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON rendered by orjson (compact UTF-8 like Starlette's, about ten times faster on a large assessment)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def period_of(q: Any, today: date) -> tuple[date, date]:
     """[from, to] from ``year=YYYY``, ``period=mtd`` (month to date) or ``from`` and ``to`` (inclusive)."""
     if q.get("year"):
@@ -80,20 +106,43 @@ async def run_assessment(store: AsyncStore, provider: str, first: date, last: da
     now = now or datetime.now(timezone.utc)
     days = day_params(first, last, now)
     params = {"provider": provider, **days, "threshold": float(sch.supervision_threshold_pct) / 100.0}
-    runs = await store.query_dicts(sql.report("assessment_lines"), params)
-    unregistered = await store.query_dicts(sql.report("assessment_unregistered"), {"provider": provider, "from": first,
-                                                                                   "to": days["to"]})  # fmt: skip
-    row = await stored_sla_row(store, provider, first, last)
-    computed = await period_figures(store, provider, first, min(last, today_cst(now)),
-                                    int(now.timestamp() * 1000)) if first <= today_cst(now) else None  # fmt: skip
+    today = today_cst(now)
+
+    async def computed_figures() -> dict[str, Any] | None:
+        if first > today:
+            return None
+        return await period_figures(store, provider, first, min(last, today), int(now.timestamp() * 1000))
+
+    # independent reads, in flight together: one converts its rows while the next runs in ClickHouse
+    runs, price_rows, unregistered, row, computed = await asyncio.gather(
+        store.query_dicts(sql.report("assessment_lines"), params),
+        store.query(sql.report("assessment_prices")),
+        store.query_dicts(sql.report("assessment_unregistered"), {"provider": provider, "from": first, "to": days["to"]}),
+        stored_sla_row(store, provider, first, last),
+        computed_figures(),
+    )
+    prices = {r[0]: (r[1], r[2], r[3]) for r in price_rows}
     figs = sla_figures(row, override or {}, override_source, fees.completeness_pct(runs), computed)
-    return fees.assess(provider, first, last, runs, unregistered, sch, figs, now, as_of=today_cst(now))
+    with gc_paused():
+        return fees.assess(provider, first, last, runs, unregistered, sch, figs, now, as_of=today, prices=prices)
 
 
-def _line_doc(x: fees.Line) -> dict[str, Any]:
-    doc = jsonable(asdict(x))
-    if x.status != "billable":
-        doc["reason_zh"], doc["reason_en"] = fees.EXCLUSION_REASONS[x.status]
+def _line_doc(x: fees.Line, iso: dict[date, str]) -> dict[str, Any]:
+    """One line item as JSON values: what ``jsonable`` makes of it (Decimals as strings, days as ISO
+    dates, fields in order), written out because an annual assessment has tens of thousands of lines
+    (``iso``: the days already formatted)."""
+    (rid, name, unit_id, status, version, first, last, days, vcpu, mem_gb, storage_gb, vcpu_day, mem_gb_day,
+     storage_gb_day, rate, amount, completeness, judgement_id, judgement_reason, resource_class) = x  # fmt: skip
+    first_iso = iso.get(first) or iso.setdefault(first, first.isoformat())
+    last_iso = iso.get(last) or iso.setdefault(last, last.isoformat())
+    doc = {"resource_id": rid, "name": name, "unit_id": unit_id, "status": status, "version_id": version,
+           "first_day": first_iso, "last_day": last_iso, "days": days, "vcpu": vcpu, "mem_gb": mem_gb,
+           "storage_gb": storage_gb, "vcpu_day": str(vcpu_day), "mem_gb_day": str(mem_gb_day),
+           "storage_gb_day": str(storage_gb_day), "day_rate": str(rate), "amount": str(amount),
+           "completeness_pct": completeness, "judgement_id": judgement_id, "judgement_reason": judgement_reason,
+           "resource_class": resource_class}  # fmt: skip
+    if status != "billable":
+        doc["reason_zh"], doc["reason_en"] = fees.EXCLUSION_REASONS[status]
     return doc
 
 
@@ -113,6 +162,7 @@ def assessment_doc(a: fees.Assessment) -> dict[str, Any]:
     }  # fmt: skip
     t = a.totals
     as_of = a.as_of or a.generated_at.date()
+    iso: dict[date, str] = {}
     return {
         "provider_id": a.provider_id, "from": a.period_from.isoformat(), "to": a.period_to.isoformat(),
         **period_note(a.period_from, a.period_to, as_of, a.period_to_effective),
@@ -122,8 +172,8 @@ def assessment_doc(a: fees.Assessment) -> dict[str, Any]:
         "supervision_threshold_pct": str(a.supervision_threshold_pct),
         "telemetry_completeness_pct": a.telemetry_completeness_pct,
         "provisional": a.provisional,
-        "lines": [_line_doc(x) for x in a.lines],
-        "exclusions": [_line_doc(x) for x in a.exclusions],
+        "lines": [_line_doc(x, iso) for x in a.lines],
+        "exclusions": [_line_doc(x, iso) for x in a.exclusions],
         "unregistered": [{**jsonable(u), "reason_zh": "未在云管平台登记的资源（§34）",
                           "reason_en": "resource not registered with the platform (§34)"} for u in a.unregistered],
         "quality": quality,
@@ -225,11 +275,12 @@ async def get_assessment(request: Request) -> Response:
             return bad("schema", "指标超出取值范围", f"figures out of range: {', '.join(wrong)}")
     a = await run_assessment(store_of(request), provider, first, last, scheme(), override,
                              f"request by {p.name} ({p.role})")  # fmt: skip
-    doc = assessment_doc(a)
+    with gc_paused():
+        doc = assessment_doc(a)
     await audit(request, "assessment_view", provider, f"{first}..{last} format={fmt} net={doc['totals']['net']}")
     name = f"assessment-{provider}-{first}-{last}"
     if fmt == "csv":
         return download(assessment_csv(doc), fmt, name)
     if fmt == "xlsx":
         return download(assessment_xlsx(doc), fmt, name)
-    return JSONResponse(doc)
+    return FastJSONResponse(doc)

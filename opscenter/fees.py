@@ -7,8 +7,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from opscenter.datafile import Doc, parse_yaml
 
@@ -350,9 +351,12 @@ def day_rate(vcpu: int, mem_gb: int, storage_gb: int, vcpu_day: Decimal, mem_gb_
     return vcpu * vcpu_day + mem_gb * mem_gb_day + storage_gb * storage_gb_day
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """A run of contiguous days of one resource with one status, price version and spec."""
+class Line(NamedTuple):
+    """A run of contiguous days of one resource with one status, price version and spec.
+
+    Immutable. A named tuple rather than a frozen dataclass because an annual assessment builds one
+    per run, tens of thousands, and a frozen dataclass takes several times as long to construct.
+    """
 
     resource_id: str
     name: str
@@ -376,18 +380,71 @@ class Line:
     resource_class: str = "standard"  # the class in force on these days (its price list)
 
 
-def line_from_run(run: Mapping[str, Any]) -> Line:
+#: unit prices of a price-list version: (vcpu_day, mem_gb_day, storage_gb_day)
+Prices = tuple[Decimal, Decimal, Decimal]
+_NO_PRICE: Prices = (Decimal(0), Decimal(0), Decimal(0))
+
+
+def _prices_of(run: Mapping[str, Any], prices: Mapping[str, Prices] | None) -> Prices:
+    """The unit prices of a run: its own columns when it has them, else its version's from ``prices``."""
+    version = run["version_id"]
+    if not version:
+        return _NO_PRICE
+    if run.get("vcpu_day") is not None:
+        return Decimal(run["vcpu_day"]), Decimal(run["mem_gb_day"]), Decimal(run["storage_gb_day"])
+    if prices is None or version not in prices:
+        raise ValueError(f"no unit prices for price version {version!r}")
+    return prices[version]
+
+
+_RUN_FIELDS = itemgetter("resource_id", "name", "unit_id", "status", "version_id", "first_day", "last_day", "days",
+                         "vcpu", "mem_gb", "storage_gb", "samples_counted", "samples_expected")  # fmt: skip
+
+
+def lines_from_runs(runs: Iterable[Mapping[str, Any]], prices: Mapping[str, Prices] | None = None) -> list[Line]:
+    """Line items from the rows of sql/reports/assessment_lines.sql (``prices``: version_id → unit prices,
+    sql/reports/assessment_prices.sql, for rows that do not carry their own).
+
+    An annual assessment has tens of thousands of runs, so per run only what differs per run is done:
+    the day rate of a (version, spec) and the rounded amount of a (day rate, days) are computed once
+    and reused — the same Decimal arithmetic, not repeated.
+    """
+    rates: dict[tuple[Any, ...], tuple[int, int, int, Prices, Decimal, dict[int, Decimal]]] = {}
+    out: list[Line] = []
+    append = out.append
+    for run in runs:
+        rid, name, unit_id, status, version, first, last, days, vcpu, mem_gb, storage_gb, counted, expected = (
+            _RUN_FIELDS(run))  # fmt: skip
+        own = run.get("vcpu_day")
+        key: tuple[Any, ...] = (version, vcpu, mem_gb, storage_gb)
+        if own is not None:
+            key += (own, run["mem_gb_day"], run["storage_gb_day"])
+        hit = rates.get(key)
+        if hit is None:
+            spec = int(vcpu), int(mem_gb), int(storage_gb)
+            unit = _prices_of(run, prices)
+            hit = rates[key] = (*spec, unit, day_rate(*spec, *unit), {})
+        vcpu, mem_gb, storage_gb, unit, rate, amounts = hit
+        days = int(days)
+        amount = amounts.get(days)
+        if amount is None:
+            amount = amounts[days] = to_yuan(days * rate)
+        counted, expected = float(counted), float(expected)
+        if counted == expected and expected:
+            completeness = 100.0  # what the rounding below gives; the common case, and round() is slow
+        else:
+            completeness = round(100.0 * counted / expected, 2) if expected else 0.0
+        append(Line(
+            rid, name or rid, unit_id or "", status, version, first, last, days, vcpu, mem_gb, storage_gb, *unit, rate,
+            amount, completeness, run.get("judgement_id") or "", run.get("judgement_reason") or "",
+            run.get("resource_class") or "standard",
+        ))  # fmt: skip
+    return out
+
+
+def line_from_run(run: Mapping[str, Any], prices: Mapping[str, Prices] | None = None) -> Line:
     """A line item from one row of sql/reports/assessment_lines.sql."""
-    prices = [Decimal(run[k]) if run["version_id"] else Decimal(0) for k in ("vcpu_day", "mem_gb_day", "storage_gb_day")]
-    rate = day_rate(int(run["vcpu"]), int(run["mem_gb"]), int(run["storage_gb"]), *prices)
-    expected = float(run["samples_expected"])
-    return Line(
-        run["resource_id"], run["name"] or run["resource_id"], run["unit_id"] or "", run["status"], run["version_id"],
-        run["first_day"], run["last_day"], int(run["days"]), int(run["vcpu"]), int(run["mem_gb"]),
-        int(run["storage_gb"]), *prices, rate, to_yuan(int(run["days"]) * rate),
-        round(100.0 * float(run["samples_counted"]) / expected, 2) if expected else 0.0,
-        run.get("judgement_id") or "", run.get("judgement_reason") or "", run.get("resource_class") or "standard",
-    )  # fmt: skip
+    return lines_from_runs([run], prices)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,11 +496,12 @@ def completeness_pct(runs: Iterable[Mapping[str, Any]]) -> float | None:
 def assess(
     provider_id: str, period_from: date, period_to: date, runs: Iterable[Mapping[str, Any]],
     unregistered: Iterable[Mapping[str, Any]], scheme: DeductionScheme, figures: SlaFigures, generated_at: datetime,
-    as_of: date | None = None,
+    as_of: date | None = None, prices: Mapping[str, Prices] | None = None,
 ) -> Assessment:  # fmt: skip
-    """Assemble line items, exclusions, the deduction and the totals from the assessment queries."""
-    runs = list(runs)
-    lines = [line_from_run(r) for r in runs]
+    """Assemble line items, exclusions, the deduction and the totals from the assessment queries
+    (``prices``: the unit prices of each version, for runs that do not carry their own)."""
+    runs = runs if isinstance(runs, list) else list(runs)
+    lines = lines_from_runs(runs, prices)
     billable = tuple(x for x in lines if x.status == "billable")
     excluded = tuple(x for x in lines if x.status != "billable")
     ded = deduction(scheme, figures)

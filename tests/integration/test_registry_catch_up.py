@@ -22,7 +22,7 @@ async def test_a_registration_right_after_a_read_is_found(settings: Settings) ->
         await produce(settings, TOPIC_LIFECYCLE, [(b"r", delivered("fresh-1", "p1"))])
         # well within min_interval_s of the last read: it waits for the next read instead of
         # answering from the old one
-        assert await reader.catch_up(min_interval_s=5.0) is True
+        assert await reader.catch_up(min_interval_s=1.5) is True
         assert registry.get("fresh-1") is not None
     finally:
         await reader.stop()
