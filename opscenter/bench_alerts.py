@@ -150,7 +150,7 @@ async def _levels(settings: Settings, capacity: float, levels: list[int], second
 
     from alerts.config import parse_config
     from alerts.service import from_services
-    from dashboard.feed import LiveHub
+    from dashboard.feed import UVICORN_WS, LiveHub
     from streams.app import build_faust_app
 
     background = [f"bg-{i}" for i in range(1000)]
@@ -166,7 +166,7 @@ async def _levels(settings: Settings, capacity: float, levels: list[int], second
 
     wport = free_port()
     server = uvicorn.Server(uvicorn.Config(Starlette(routes=[WebSocketRoute("/ws/live", ws)]), host="127.0.0.1",
-                                           port=wport, log_level="error", ws="websockets-sansio", lifespan="off"))  # fmt: skip
+                                           port=wport, log_level="error", lifespan="off", **UVICORN_WS))  # fmt: skip
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     out = []
     try:

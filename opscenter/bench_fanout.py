@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from dashboard.feed import LiveHub
+from dashboard.feed import UVICORN_WS, LiveHub
 from opscenter import demo
 from opscenter.embedded import free_port, start_valkey
 from opscenter.inventory import Registry
@@ -103,7 +103,7 @@ async def run_level(clients: int, seconds: float, resources: int = 300) -> dict[
 
     app = Starlette(routes=[WebSocketRoute("/ws/live", ws)])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=wport, log_level="error",
-                                           ws="websockets-sansio", lifespan="off", backlog=4096))  # fmt: skip
+                                           lifespan="off", backlog=4096, **UVICORN_WS))  # fmt: skip
     server.capture_signals = __import__("contextlib").nullcontext  # type: ignore[method-assign]
     stop = asyncio.Event()
     try:

@@ -38,8 +38,10 @@ def _stop_event() -> asyncio.Event:
 
 
 def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
+    from dashboard.feed import UVICORN_WS
+
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", ws="websockets-sansio")
+        uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", **UVICORN_WS)
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign] - signals are ours
     return server
