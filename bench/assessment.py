@@ -186,11 +186,24 @@ def main() -> int:
                 out.append(time.perf_counter() - t0)
             return out
 
+        async def quarterly_timed() -> list[float]:
+            """The quarterly provider report (§26) of Q3, every section (resources, incidents, SLA, …)."""
+            from dashboard.billing_reports import provider_report
+
+            await provider_report(async_store, PROVIDER, "quarterly", date(YEAR, 7, 1), date(YEAR, 9, 30), "Q3")
+            out = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                await provider_report(async_store, PROVIDER, "quarterly", date(YEAR, 7, 1), date(YEAR, 9, 30), "Q3")
+                out.append(time.perf_counter() - t0)
+            return out
+
         def api() -> bytes:  # what GET /api/v1/assessments adds: the JSON document, rendered
             with gc_paused():
                 return FastJSONResponse(assessment_doc(a)).body
 
         whole_s = asyncio.run(assess_timed())
+        quarterly_s = asyncio.run(quarterly_timed())
         a = got[0]
         body = api()
         api_s = timed(api, args.runs)
@@ -206,6 +219,7 @@ def main() -> int:
             "reference_lines_s": reference,
             "assessment_unregistered_s": {"median": round(statistics.median(unreg_s), 3)},
             "whole_assessment_s": figures(whole_s),
+            "quarterly_report_s": figures(quarterly_s),
             "api_json_s": {**figures(api_s), "bytes": len(body)},
             "output": {"runs": len(runs), "lines": len(a.lines), "exclusions": len(a.exclusions),
                        "unregistered": len(a.unregistered), "gross": str(a.totals.gross), "net": str(a.totals.net)},
@@ -235,6 +249,8 @@ def table(r: dict) -> str:  # type: ignore[type-arg]
         rows.append(("reference day-by-day query (median)", f"{ref['median']:.3f} s",
                      f"same runs: {same}; {ref['median'] / max(lines_s, 1e-9):.1f}x the time"))  # fmt: skip
     rows += [("whole assessment, run_assessment (median)", f"{whole:.3f} s", met(whole)),
+             ("quarterly provider report, Q3 (median)", f"{r['quarterly_report_s']['median']:.3f} s",
+              met(r["quarterly_report_s"]["median"])),
              ("JSON document + rendering (median)", f"{api['median']:.3f} s", f"{api['bytes'] / 1e6:.1f} MB"),
              ("runs / lines / exclusions", f"{out['runs']} / {out['lines']} / {out['exclusions']}", ""),
              ("gross / net (CNY)", f"{out['gross']} / {out['net']}", "")]  # fmt: skip

@@ -46,7 +46,7 @@ def connect(settings: Settings, *, create: bool = True) -> Client:
         if settings.embedded_clickhouse:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         creds: dict[str, Any] = settings.clickhouse_credentials()  # kept out of the DSN (and so out of logs)
-        if not settings.embedded_clickhouse:
+        if not dsn.startswith("chdb:"):
             # One client serves the reader and writer threads. Over HTTP, clickhouse-connect's
             # default session id makes the server (and the client) refuse concurrent queries in
             # one session; the product uses no session state, so no session is asked for.
