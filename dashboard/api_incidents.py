@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 import sql
 from dashboard.app import bearer
 from dashboard.auth import require
-from dashboard.ingest import error, read_body
+from dashboard.http import bounded_json_object, error
 from opscenter.wire import TOPIC_INCIDENTS
 from opscenter.wire_incidents import IncidentEvent, encode
 from opscenter.workdays import SHANGHAI
@@ -37,15 +37,9 @@ MAX_BODY_BYTES = 64 * 1024
 async def post_incident(request: Request) -> Response:
     services = request.app.state.services
     provider_id = request.state.principal.scope
-    body = await read_body(request, MAX_BODY_BYTES)
-    if body is None:
-        return error(413, "too_large", "请求体过大", f"body larger than {MAX_BODY_BYTES} bytes")
-    try:
-        doc = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        return error(400, "unparseable", "请求体不是有效的 JSON", f"body is not valid JSON: {exc}")
-    if not isinstance(doc, dict):
-        return error(400, "schema", "故障事件格式错误", "the body must be a JSON object (an incidents.v1 event)")
+    doc = await bounded_json_object(request, MAX_BODY_BYTES, "故障事件", "an incidents.v1 event")
+    if isinstance(doc, Response):
+        return doc
     claimed = doc.setdefault("provider_id", provider_id)
     if claimed != provider_id:
         return error(403, "foreign_provider", "无权以其他云服务商身份上报",

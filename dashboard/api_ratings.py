@@ -23,8 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from dashboard.audit import audited
 from dashboard.auth import require
-from dashboard.http import error
-from dashboard.ingest import read_body
+from dashboard.http import bounded_json_object, error
 from streams.sla_figures import local_day
 
 MAX_BODY_BYTES = 8 * 1024
@@ -70,15 +69,9 @@ async def post_rating(request: Request) -> Response:
     services = request.app.state.services
     principal = request.state.principal
     unit = principal.scope
-    body = await read_body(request, MAX_BODY_BYTES)
-    if body is None:
-        return error(413, "too_large", "请求体过大", f"body larger than {MAX_BODY_BYTES} bytes")
-    try:
-        doc = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        return error(400, "unparseable", "请求体不是有效的 JSON", f"body is not valid JSON: {exc}")
-    if not isinstance(doc, dict):
-        return error(400, "schema", "评价格式错误", "the body must be a JSON object")
+    doc = await bounded_json_object(request, MAX_BODY_BYTES, "评价", "a rating")
+    if isinstance(doc, Response):
+        return doc
     try:
         r = msgspec.convert(doc, RatingBody)
     except msgspec.ValidationError as exc:

@@ -26,3 +26,22 @@ async def json_object(request: Request) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return doc if isinstance(doc, dict) else None
+
+
+async def bounded_json_object(request: Request, max_bytes: int, what_zh: str, what_en: str) -> dict[str, Any] | JSONResponse:
+    """The body as a JSON object of at most ``max_bytes``, or the error answer to send
+    (413 too large, 400 not JSON, 400 not an object — naming ``what`` in both languages)."""
+    import msgspec
+
+    from dashboard.ingest import read_body
+
+    body = await read_body(request, max_bytes)
+    if body is None:
+        return error(413, "too_large", "请求体过大", f"body larger than {max_bytes} bytes")
+    try:
+        doc = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return error(400, "unparseable", "请求体不是有效的 JSON", f"body is not valid JSON: {exc}")
+    if not isinstance(doc, dict):
+        return error(400, "schema", f"{what_zh}格式错误", f"the body must be a JSON object ({what_en})")
+    return doc
