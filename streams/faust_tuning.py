@@ -8,6 +8,7 @@ fetch requests per second, and an event reaches its agent within about that boun
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 _applied: dict[str, int] = {}
@@ -21,7 +22,10 @@ def apply(fetch_max_wait_ms: int) -> None:
     cls = driver.AIOKafkaConsumerThread
     if getattr(cls, "_opscenter_tuned", False):
         return
-    original = cls._create_worker_consumer
+    original = getattr(cls, "_create_worker_consumer", None)
+    if original is None:  # another Faust: run with its own fetch wait rather than not at all
+        logging.getLogger(__name__).warning("Faust has no _create_worker_consumer: fetch wait not tuned")
+        return
 
     def create(self: Any, transport: Any) -> Any:
         consumer = original(self, transport)
