@@ -37,11 +37,17 @@ from dashboard.billing_common import (
     store_of,  # fmt: skip
     today_cst,
 )
-from dashboard.billing_sla import SLA_FIGURES, bad_figures, figures_of, sla_figures, stored_sla_row
+from dashboard.billing_sla import (
+    SLA_FIGURES,
+    bad_figures,
+    computed_figures,
+    figures_of,
+    sla_figures,
+    stored_sla_row,
+)
 from dashboard.http import bad
 from opscenter import fees
 from opscenter.store import AsyncStore
-from streams.sla_figures import period_figures
 
 MAX_SPAN_DAYS = 1100
 FIGURE_NAMES = {
@@ -107,19 +113,13 @@ async def run_assessment(store: AsyncStore, provider: str, first: date, last: da
     days = day_params(first, last, now)
     params = {"provider": provider, **days, "threshold": float(sch.supervision_threshold_pct) / 100.0}
     today = today_cst(now)
-
-    async def computed_figures() -> dict[str, Any] | None:
-        if first > today:
-            return None
-        return await period_figures(store, provider, first, min(last, today), int(now.timestamp() * 1000))
-
     # independent reads, in flight together: one converts its rows while the next runs in ClickHouse
     runs, price_rows, unregistered, row, computed = await asyncio.gather(
         store.query_dicts(sql.report("assessment_lines"), params),
         store.query(sql.report("assessment_prices")),
         store.query_dicts(sql.report("assessment_unregistered"), {"provider": provider, "from": first, "to": days["to"]}),
         stored_sla_row(store, provider, first, last),
-        computed_figures(),
+        computed_figures(store, provider, first, last, now),
     )
     prices = {r[0]: (r[1], r[2], r[3]) for r in price_rows}
     figs = sla_figures(row, override or {}, override_source, fees.completeness_pct(runs), computed)

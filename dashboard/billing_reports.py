@@ -23,14 +23,12 @@ from dashboard.billing_common import (
     period_note,
     provider_and_format,
     store_of,
-    today_cst,
 )
 from dashboard.billing_render import Layout, cell, report_response
-from dashboard.billing_sla import SLA_FIGURES, stored_sla_row
+from dashboard.billing_sla import SLA_FIGURES, computed_figures, stored_sla_row
 from dashboard.http import bad
 from opscenter import fees
 from opscenter.store import AsyncStore
-from streams.sla_figures import period_figures
 
 REPORT_KINDS = {"monthly": ("月报", "monthly"), "quarterly": ("季报", "quarterly"), "annual": ("年报", "annual")}
 BAND_LOW_PCT, BAND_HIGH_PCT = 20.0, 80.0  # §29
@@ -81,7 +79,8 @@ def report_header(first: date, last: date, now: datetime) -> tuple[dict[str, Any
 async def provider_report(store: AsyncStore, provider: str, kind: str, first: date, last: date, label: str,
                           now: datetime | None = None) -> dict[str, Any]:  # fmt: skip
     """The provider report's figures: resources (utilization, telemetry quality), incidents, SLA, recommendations."""
-    days, head = report_header(first, last, now or datetime.now(timezone.utc))
+    now = now or datetime.now(timezone.utc)
+    days, head = report_header(first, last, now)
     p = {"provider": provider, **days}
     resources = await store.query_dicts(sql.report("report_provider_resources"),
                                         {**p, "low": BAND_LOW_PCT, "high": BAND_HIGH_PCT})  # fmt: skip
@@ -89,9 +88,7 @@ async def provider_report(store: AsyncStore, provider: str, kind: str, first: da
     recs = await store.query_dicts(sql.report("report_provider_recommendations"), p)
     rejected = await store.query_dicts(sql.report("report_provider_deadletters"), p)
     stored = await stored_sla_row(store, provider, first, last)
-    now = now or datetime.now(timezone.utc)
-    end = min(last, today_cst(now))
-    computed = await period_figures(store, provider, first, end, int(now.timestamp() * 1000)) if end >= first else {}
+    computed = await computed_figures(store, provider, first, last, now) or {}
     # per figure: entered by the bureau (sla_results) wins, else computed (streams/sla_figures.py)
     sla = {k: (stored[k] if stored and stored.get(k) is not None else computed.get(k)) for k in SLA_FIGURES}
     sla_sources = {k: ("sla_results" if stored and stored.get(k) is not None else "computed") for k in SLA_FIGURES

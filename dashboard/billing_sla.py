@@ -14,12 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dashboard.auth import require
-from dashboard.billing_common import audit, jsonable, scheme, store_of
+from dashboard.billing_common import audit, jsonable, scheme, store_of, today_cst
 from dashboard.billing_prices import not_json
 from dashboard.http import bad
 from dashboard.http import json_object as body_of
 from opscenter import fees
 from opscenter.store import AsyncStore
+from streams.sla_figures import period_figures
 
 SLA_FIGURES = ("availability_pct", "within_target_pct", "breaches_p1", "breaches_p2", "breaches_p3", "breaches_p4",
                "satisfaction", "completeness_pct")  # fmt: skip
@@ -48,6 +49,16 @@ def figures_of(values: dict[str, Any]) -> dict[str, Any]:
 
 
 COMPUTED_SOURCE = "computed from incidents, SLA clocks and ratings (streams/sla_figures.py)"
+
+
+async def computed_figures(store: AsyncStore, provider: str, first: date, last: date,
+                           now: datetime) -> dict[str, Any] | None:  # fmt: skip
+    """:func:`streams.sla_figures.period_figures` over the days of [first, last] that have begun by
+    ``now`` (Asia/Shanghai); None when none has."""
+    end = fees.effective_to(first, last, today_cst(now))
+    if end is None:
+        return None
+    return await period_figures(store, provider, first, end, int(now.timestamp() * 1000))
 
 
 def sla_figures(row: dict[str, Any] | None, override: dict[str, Any], override_source: str,
