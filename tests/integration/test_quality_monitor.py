@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from opscenter.services import Services, create_topics, open_services
+from opscenter.services import Services
 from opscenter.settings import Settings
 from opscenter.wire import TOPIC_EVENTS, TOPIC_INCIDENTS, LifecycleEvent, Spec
 from streams.live import LiveState
@@ -29,14 +28,6 @@ SAMPLE_COLUMNS = ["ts", "resource_id", "provider_id", "cpu_pct", "mem_pct", "sto
 
 def dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-@pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    await create_topics(settings)
-    s = await open_services(settings)
-    yield s
-    await s.aclose()
 
 
 def deliver(s: Services, rid: str, provider: str, at_ms: int, interval_s: int) -> None:

@@ -6,12 +6,11 @@ import asyncio
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer
 from faust.contrib.asgi import faust_app_running
 
@@ -186,14 +185,6 @@ async def test_breach_fires_on_time_after_a_worker_restart_without_new_input(set
 
 
 # -- the stages driven directly, with a clock the test controls ----------------------------------
-
-
-@pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    await create_topics(settings)
-    s = await open_services(settings)
-    yield s
-    await s.aclose()
 
 
 def messages(*values: bytes, first_offset: int = 0) -> list[Message]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta, timezone
-from typing import AsyncIterator
 
 import httpx
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 from faust.contrib.asgi import faust_app_running
 
 from opscenter import demo, simulator
-from opscenter.services import Services, create_topics, open_services
+from opscenter.services import Services
 from opscenter.settings import Settings
 from opscenter.wire import (
     TOPIC_DEADLETTER, TOPIC_DECLARATIONS, TOPIC_EVENTS, TOPIC_LIFECYCLE, LifecycleEvent, Spec, json_encoder,
@@ -32,14 +31,6 @@ CST = timezone(timedelta(hours=8))
 
 def dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc)
-
-
-@pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    await create_topics(settings)
-    s = await open_services(settings)
-    yield s
-    await s.aclose()
 
 
 async def register(s: Services, specs: list[tuple[str, str, str, str, int, int, int]], ts: datetime) -> None:
