@@ -172,11 +172,10 @@ class AlertService:
     async def snapshot(self) -> EngineState:
         """The current state (reloaded if another process changed it; rebuilt and stored again
         if Redis lost it)."""
-        stored, state = await self._load_both()
-        if stored is not state:
-            await self.mutate(lambda s, now: (s, Output()))
+        if self._started and not await self.redis.exists(persist.VERSION):
+            await self.mutate(lambda s, now: (s, Output()))  # rebuilds (once) and stores
             return self.state
-        return state
+        return await self._load()
 
     # --- operations for the API ------------------------------------------------------
     async def acknowledge(self, ident: str, actor: str, comment: str) -> Output:
