@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from streams.windows import MINUTE_MS, MinuteWindows, p95, quantile
+from streams.windows import MINUTE_MS, MinuteWindows, p95, quantile, summarize
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a minute boundary
 
@@ -83,3 +83,55 @@ def test_quiet_provider_windows_close_on_wall_clock() -> None:
     closed = w.close_ready(T0 + 10_000 + 60_001 + MINUTE_MS)
     assert [r.minute_ms for r in closed] == [T0]
     assert len(w) == 0
+
+
+def _random_batches(seed: int) -> list[tuple[str, list[str], list[int], list[float]]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(40):
+        p = f"p{rng.integers(3)}"
+        n = int(rng.integers(1, 60))
+        rids = [f"r{rng.integers(12)}" for _ in range(n)]
+        ts = [T0 + int(rng.integers(0, 6 * MINUTE_MS)) for _ in range(n)]
+        cpu = [round(float(v), 2) for v in rng.uniform(0, 100, n)]
+        out.append((p, rids, ts, cpu))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_columnar_windows_match_a_per_sample_summary(seed: int) -> None:
+    """Every closed minute equals the plain per-resource summary of the samples that went in."""
+    w = MinuteWindows(allowed_lateness_ms=10**12)  # nothing late: every sample lands in a window
+    expect: dict[tuple[str, str, int], list[list[float]]] = {}
+    for p, rids, ts, cpu in _random_batches(seed):
+        w.add(p, rids, ts, cpu, [c / 2 for c in cpu], [100 - c for c in cpu], T0)
+        for r, t, c in zip(rids, ts, cpu):
+            cols = expect.setdefault((p, r, t - t % MINUTE_MS), [[], [], []])
+            for col, v in zip(cols, (c, c / 2, 100 - c)):
+                col.append(v)
+    assert len(w) == len(expect)
+    w.lateness_ms = 0
+    closed = w.close_ready(T0 + 10**9)
+    assert len(closed) == len(expect) and len(w) == 0
+    for r in closed:
+        ref = summarize(r.resource_id, r.provider_id, r.minute_ms, expect[(r.provider_id, r.resource_id, r.minute_ms)])
+        assert r.samples == ref.samples and r.cpu_max == ref.cpu_max and r.storage_max == ref.storage_max
+        for a, b in [(r.cpu_mean, ref.cpu_mean), (r.cpu_p95, ref.cpu_p95), (r.mem_p95, ref.mem_p95),
+                     (r.storage_mean, ref.storage_mean), (r.storage_p95, ref.storage_p95)]:  # fmt: skip
+            assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_newest_only_closes_everything_but_summarises_each_resources_newest_minute() -> None:
+    full, newest = MinuteWindows(0), MinuteWindows(0)
+    for p, rids, ts, cpu in _random_batches(5):
+        for w in (full, newest):
+            w.add(p, rids, ts, cpu, cpu, cpu, T0)
+    everything = full.close_ready(T0 + 10**9)
+    latest: dict[str, object] = {}
+    for r in everything:
+        cur = latest.get(r.resource_id)
+        if cur is None or r.minute_ms > cur.minute_ms:  # type: ignore[attr-defined]
+            latest[r.resource_id] = r
+    got = newest.close_ready(T0 + 10**9, newest_only=True)
+    assert sorted(got, key=lambda r: r.resource_id) == sorted(latest.values(), key=lambda r: r.resource_id)
+    assert len(newest) == 0  # the older minutes are closed too, just not summarised
