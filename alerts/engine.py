@@ -8,7 +8,7 @@ wake up at). The agent persists the state and the output; nothing here does I/O.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -113,10 +113,55 @@ def observe_many(
     period = period_now(state, now_ms)
     rs = state.rules
     decisions: list[rules.Decision] = []
+    quiet = quiet_metric_test(state, config) if len(observations) > 1 else None
     for obs in observations:
+        if quiet is not None and quiet(obs):
+            continue
         rs, ds = rules.evaluate(rs, obs, now_ms, config.rules, assurance=period is not None)
         decisions += ds
     return _apply(replace(state, rules=rs), decisions, now_ms, config)
+
+
+def quiet_metric_test(state: EngineState, config: Config) -> Callable[[Observation], bool] | None:
+    """A test for live ``metric`` samples that cannot change anything, or None when there is none.
+
+    A sample can only matter to a threshold rule if it meets a firing condition (the normal or
+    the assurance threshold) or if the rule already holds an entry (pending or firing) for its
+    resource. The live feed brings every resource once a second; in a city of thousands, almost
+    all are quiet, and skipping them keeps the engine's lock short. The test exists only when
+    it is exact: every rule that can read a metric sample is a threshold rule, and every entry
+    of such a rule is identified by its resource.
+    """
+    checks: list[tuple[str, Callable[[Any, Any], bool], float]] = []
+    metric_rules: set[str] = set()
+    for r in config.rules:
+        reads = [sel for sel in (r.select, r.resolve_on) if sel is not None]
+        if not any(not sel.kinds or "metric" in sel.kinds for sel in reads):
+            continue
+        if r.type != "threshold":
+            return None
+        metric_rules.add(r.name)
+        for t in (r.threshold, r.assurance_threshold):
+            if t is not None:
+                checks.append((t.field, rules.OPS[t.op], t.value))
+    watched: set[str] = set()
+    for e in state.rules.values():
+        if e.rule in metric_rules:
+            rid = e.labels.get("resource")
+            if not rid:
+                return None
+            watched.add(rid)
+
+    def quiet(obs: Observation) -> bool:
+        if obs.kind != "metric" or obs.labels.get("resource", "") in watched:
+            return False
+        for name, op, value in checks:
+            v = obs.get(name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and op(v, value):
+                return False
+        return True
+
+    return quiet
 
 
 def tick(state: EngineState, now_ms: int, config: Config) -> tuple[EngineState, Output]:
