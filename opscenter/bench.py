@@ -107,7 +107,7 @@ async def pipeline(samples: int = 1_000_000, resources: int = 5000, batch: int =
     try:
         settings = Settings(
             kafka_url=f"kafka://127.0.0.1:{kport}", redis_url=f"redis://127.0.0.1:{rport}/0",
-            data_dir=tmp, topic_partitions=4, demo=False, app_id="bench", ingest_batch_messages=200,
+            data_dir=tmp, topic_partitions=4, demo=False, app_id="bench",
         )  # fmt: skip
         await create_topics(settings)
         city = demo.city(resources)

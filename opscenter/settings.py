@@ -68,7 +68,9 @@ class Settings(BaseSettings):
         100, ge=1, le=1500,
         description="longest a worker's fetch waits for data (Faust hard-codes 1500 ms; lower = faster alerts)",
     )  # fmt: skip
-    ingest_batch_messages: int = Field(200, description="telemetry messages per processing batch")
+    ingest_batch_messages: int = Field(
+        1000, ge=1, description="most telemetry messages per processing batch (a backlog is taken in big batches)"
+    )
     ingest_batch_ms: int = Field(50, description="longest wait to fill a processing batch (adds to alert latency at low load)")
     allowed_lateness_s: int = Field(120, description="event-time lateness still counted in the live 1-min window")
     max_future_s: int = Field(300, description="samples further in the future than this are rejected")

@@ -88,7 +88,10 @@ class IngestPipeline:
     limits: Limits = Limits()
     windows: MinuteWindows = field(default_factory=MinuteWindows)
     retry_max_s: float = 5.0
-    chunk_messages: int = 100
+    #: an insert takes messages until it holds this many bytes of telemetry (or ``chunk_messages``):
+    #: ClickHouse's rollup views cost much less per sample in big blocks (docs/benchmarks.md)
+    chunk_bytes: int = 8 << 20
+    chunk_messages: int = 1000
     #: reads lifecycle.v1 up to its end; asked before a sample is rejected as unregistered
     registry_catch_up: Callable[[], Awaitable[bool]] | None = None
     clock: Callable[[], float] = time.time
@@ -119,8 +122,9 @@ class IngestPipeline:
     async def process(self, messages: Sequence[Message]) -> None:
         """Handle one batch of messages; returns only when their samples are stored.
 
-        The batch is cut into chunks of ``chunk_messages`` (in source order, so a chunk's token
-        is stable): while chDB inserts one chunk on its thread, the next one is validated.
+        The batch is cut into chunks of at most ``chunk_bytes`` / ``chunk_messages`` (in source
+        order, so a chunk's token is stable): while ClickHouse inserts one chunk on its thread,
+        the next one is validated.
         """
         if self._marks is None:
             self._marks = await self._load_marks()
@@ -138,8 +142,7 @@ class IngestPipeline:
         pending: asyncio.Future | None = None
         live: list[asyncio.Future] = []
         try:
-            for i in range(0, len(fresh), self.chunk_messages):
-                chunk = fresh[i : i + self.chunk_messages]
+            for chunk in self._chunks(fresh):
                 cols, letters = await self._prepare(chunk, now_ms)
                 if cols[0]:
                     # live state (screens, live-metric alerts) does not wait for ClickHouse: the
@@ -160,6 +163,17 @@ class IngestPipeline:
             if live:
                 await asyncio.gather(*live, return_exceptions=True)
         await self.tick(now_ms)
+
+    def _chunks(self, messages: list[Message]) -> list[list[Message]]:
+        out: list[list[Message]] = [[]]
+        size = 0
+        for m in messages:
+            if out[-1] and (size >= self.chunk_bytes or len(out[-1]) >= self.chunk_messages):
+                out.append([])
+                size = 0
+            out[-1].append(m)
+            size += len(m.value)
+        return out
 
     async def _publish_live(self, cols: list[list], now_ms: int, after: asyncio.Future | None) -> None:
         """Newest values per resource to Redis, in chunk order (``after`` = the previous chunk's)."""
@@ -249,7 +263,7 @@ class IngestPipeline:
     async def tick(self, now_ms: int | None = None) -> None:
         """Close the live minute windows that are due and publish them."""
         now_ms = int(self.clock() * 1000) if now_ms is None else now_ms
-        closed = self.windows.close_ready(now_ms)
+        closed = self.windows.close_ready(now_ms, newest_only=True)
         metrics.live_windows.set(len(self.windows))
         if closed:
             await self.live.publish_minutes(closed, now_ms)
