@@ -8,7 +8,10 @@ changed. A frame is a
 complete picture, so a slow client is coalesced — it always gets the newest frame and never
 a backlog — and can never hold up the others. Frames carry a sequence number; a client that
 sees a gap (or reconnects) simply takes the next frame, or asks ``{"type": "snapshot"}``.
-The server sends a heartbeat every ``heartbeat_s`` and forgets clients that vanish.
+The server sends a heartbeat every ``heartbeat_s``, forgets clients that vanish and drops one
+whose send has been pending for ``SEND_TIMEOUT_S`` (it stopped reading). A client that connects
+gets its scope's newest frame when that is recent (one encoding per scope, not per screen, when
+a whole wall reconnects at once).
 
 Scope (docs/architecture.md, "Wall screen"): a provider, unit or district viewer gets figures of
 its own resources only. SLA gauges go to those who may read ``GET /api/v1/sla`` (bureau, auditor,
@@ -18,6 +21,7 @@ a provider for itself) and to kiosks; pipeline health to city-wide viewers only.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import deque
@@ -44,6 +48,14 @@ log = logging.getLogger(__name__)
 #: of the CPU at 1,000 screens (bench fanout); frames are a few tens of KB on a LAN
 UVICORN_WS: dict[str, Any] = {"ws": "websockets-sansio", "ws_per_message_deflate": False}
 
+#: the cyclic collector's thresholds in a web process (allocations before a young collection, then
+#: young collections per middle one, middle per full one). With CPython's (700, 10, 10) a full
+#: collection ran every few seconds while 1,000 screens were connected, and each paused the event
+#: loop — every screen's next frame — for 50–110 ms (bench fanout; one such pause is 1 % of a
+#: 10-second run's deliveries: the p99). Garbage without cycles is still freed at once; cycles wait
+#: for a larger batch (at most 50,000 new objects, a few MB).
+GC_THRESHOLDS = (50_000, 50, 100)
+
 EVENTS_CHANNEL = "opscenter:events"  # band changes, SLA events, … (published by the domains)
 ALERTS_CHANNEL = "opscenter:alerts"  # alert notices (published by the alert agent)
 PERIODS_KEY = "opscenter:alerts:periods"  # assurance periods (重保), kept by the alert engine
@@ -55,6 +67,19 @@ STALE_MS = 120_000  # a resource silent this long is not "reporting"
 #: kiosks (wall devices of the bureau); a provider sees its own gauge only
 SLA_VIEWERS = frozenset({"bureau", "auditor", "provider", "kiosk"})
 MAX_SLA_CARDS = 6  # more providers: the worst six are shown (a wall has room for six gauges)
+#: a send still pending after this long: the client is stuck (not reading) and is dropped
+SEND_TIMEOUT_S = 10.0
+#: a screen that connects gets its scope's newest frame if it is at most this old, instead of an
+#: encoding of its own (a wall of screens reconnecting at once after a restart costs one encoding)
+SHARED_MAX_AGE_S = 1.0
+
+
+def tune_gc() -> tuple[int, int, int]:
+    """Collect less often in a process serving the live feed (:data:`GC_THRESHOLDS`; never lowers a
+    threshold); returns the thresholds before, to restore them."""
+    before = gc.get_threshold()
+    gc.set_threshold(*(max(a, b) for a, b in zip(before, GC_THRESHOLDS)))
+    return before
 
 
 def band(value: float | None, low: float = LOW_PCT, high: float = HIGH_PCT) -> str:
@@ -164,6 +189,8 @@ class _Client:
     viewer: Principal | None = None
     frame: str | None = None  # the newest frame, JSON text (shared by every client of a scope)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    sending_since: float = 0.0  # monotonic start of the send in flight (0: none)
+    sender: asyncio.Task | None = None  # cancelled by the frame loop when a send is stuck
 
 
 class LiveHub:
@@ -197,6 +224,8 @@ class LiveHub:
         self.periods: list[dict[str, Any]] = []  # assurance periods (id, name_zh, name_en, starts_ms, ends_ms)
         self.notice_ms = 0  # publish time of the newest live notice applied (for delivery latency)
         self._changed = asyncio.Event()  # set when something changed: frames are event-driven
+        # the newest frame of each scope (monotonic time of its encoding, JSON text)
+        self._shared: dict[tuple[str, str], tuple[float, str]] = {}
         self._samples: deque[tuple[float, int]] = deque(maxlen=2000)  # (monotonic, samples) for the rate
         self._tasks: list[asyncio.Task] = []
 
@@ -401,6 +430,17 @@ class LiveHub:
     def _encode(self, viewer: Principal | None = None) -> str:
         return orjson.dumps({**self.frame(viewer=viewer), "seq": self.seq}).decode()
 
+    def _newest(self, viewer: Principal | None) -> str:
+        """A frame for a screen that just connected: its scope's newest, if recent enough."""
+        key, now = _scope_key(viewer), time.monotonic()
+        shared = self._shared.get(key)
+        if shared is not None and now - shared[0] <= SHARED_MAX_AGE_S:
+            return shared[1]
+        self.seq += 1
+        payload = self._encode(viewer)
+        self._shared[key] = (now, payload)
+        return payload
+
     async def _frames(self) -> None:
         """Send a frame as soon as something changed, at most every ``frame_interval_s``; a heartbeat
         frame when nothing did for ``heartbeat_s``."""
@@ -413,19 +453,23 @@ class LiveHub:
             if self.clients:
                 self.seq += 1
                 payloads: dict[tuple[str, str], str] = {}  # encoded once per scope, shared
+                now = time.monotonic()
                 for c in self.clients:
+                    if c.sending_since and now - c.sending_since > SEND_TIMEOUT_S and c.sender is not None:
+                        c.sender.cancel()  # stuck: its serve() ends and the server closes the socket
+                        continue
                     key = _scope_key(c.viewer)
                     if key not in payloads:
                         payloads[key] = self._encode(c.viewer)
                     c.frame = payloads[key]  # coalesce: a slow client only ever has the newest frame waiting
                     c.ready.set()
+                self._shared = {key: (now, payload) for key, payload in payloads.items()}
             await asyncio.sleep(self.frame_interval_s)  # coalescing window for the next changes
 
     # -- one websocket ----------------------------------------------------------------
     async def serve(self, ws: WebSocket, viewer: Principal | None = None) -> None:
         await ws.accept()
-        self.seq += 1
-        client = _Client(ws, viewer, frame=self._encode(viewer))
+        client = _Client(ws, viewer, frame=self._newest(viewer))
         client.ready.set()
         self.clients.add(client)
 
@@ -434,18 +478,21 @@ class LiveHub:
                 await client.ready.wait()
                 client.ready.clear()
                 payload, client.frame = client.frame, None
-                if payload is not None:
-                    async with asyncio.timeout(10):  # (no task per send, unlike wait_for)
-                        await ws.send_text(payload)
+                if payload is not None:  # no timer per send: _frames drops a client stuck in one
+                    client.sending_since = time.monotonic()
+                    await ws.send_text(payload)
+                    client.sending_since = 0.0
 
         async def receiver() -> None:
             while True:
                 msg = await ws.receive_json()
                 if isinstance(msg, dict) and msg.get("type") == "snapshot":
+                    self.seq += 1  # a fresh encoding, so a number of its own
                     client.frame = self._encode(viewer)
                     client.ready.set()
 
-        tasks = [asyncio.create_task(sender()), asyncio.create_task(receiver())]
+        client.sender = asyncio.create_task(sender())
+        tasks = [client.sender, asyncio.create_task(receiver())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         except (WebSocketDisconnect, asyncio.TimeoutError):

@@ -154,8 +154,10 @@ async def up(settings: Settings, args: argparse.Namespace) -> int:
                 await new_epoch(services.store, topic)
         city = await publish_demo(services, settings.simulate_resources) if settings.demo else None
         from dashboard.app import build_app
+        from dashboard.feed import tune_gc
         from streams.app import build_faust_app
 
+        tune_gc()  # the live feed's screens: no full collection pausing them every few seconds
         fapp = build_faust_app(services)
         server = _uvicorn(build_app(services), settings.host, settings.web_port)
         async with faust_app_running(fapp, stop_timeout=30):
@@ -201,7 +203,9 @@ async def worker(settings: Settings) -> int:
 async def web(settings: Settings) -> int:
     """The web app alone (production): dashboard, API and ingest."""
     from dashboard.app import build_app
+    from dashboard.feed import tune_gc
 
+    tune_gc()  # the live feed's screens: no full collection pausing them every few seconds
     stop = _stop_event()
     services = await open_services(settings)
     try:
