@@ -71,6 +71,23 @@ async def _reference(settings: Settings, expect: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+async def _settle(app: Any, timeout_s: float = 60.0) -> None:
+    """Let every agent finish what it has taken (the registry may still be storing lifecycle events).
+
+    Faust's stop pauses the partitions and then waits for every message taken to be acked; a
+    message still in an agent's take buffer then never is, and the stop hangs (seen here at the
+    end of a 1M-sample run). Waiting for the agents before stopping avoids that.
+    """
+    consumer = app.consumer
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        consumer._clean_unacked_messages()  # noqa: SLF001 - Faust's own bookkeeping of taken messages
+        if not consumer._unacked_messages:  # noqa: SLF001
+            return
+        await asyncio.sleep(0.1)
+    print(f"  (agents still held {len(consumer._unacked_messages)} messages after {timeout_s:.0f} s)")  # noqa: SLF001
+
+
 async def _pipeline(settings: Settings, expect: int) -> tuple[float, float]:
     from faust.contrib.asgi import faust_app_running
 
@@ -93,6 +110,7 @@ async def _pipeline(settings: Settings, expect: int) -> tuple[float, float]:
             while await asyncio.to_thread(stored) < expect:
                 await asyncio.sleep(0.02)
             elapsed = time.perf_counter() - t0
+            await _settle(app)
             return expect / elapsed, elapsed
     finally:
         await services.aclose()

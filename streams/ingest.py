@@ -90,7 +90,7 @@ class IngestPipeline:
     retry_max_s: float = 5.0
     #: an insert takes messages until it holds this many bytes of telemetry (or ``chunk_messages``):
     #: ClickHouse's rollup views cost much less per sample in big blocks (docs/benchmarks.md)
-    chunk_bytes: int = 8 << 20
+    chunk_bytes: int = 32 << 20
     chunk_messages: int = 1000
     #: reads lifecycle.v1 up to its end; asked before a sample is rejected as unregistered
     registry_catch_up: Callable[[], Awaitable[bool]] | None = None
