@@ -158,9 +158,28 @@ class AsyncStore:
             settings=settings,
         )
 
+    async def insert_arrow(
+        self, table: str, columns: Sequence[Sequence[Any]], names: Sequence[str], types: Sequence[Any],
+        token: str | None = None,
+    ) -> None:
+        """Insert columns as an Arrow table (``types``: one pyarrow type per column).
+
+        For the big telemetry inserts: pyarrow converts a column in C, where clickhouse-connect's
+        Native writer walks it in Python (and holds the interpreter while the stream waits).
+        """
+
+        def run() -> Any:
+            import pyarrow as pa
+
+            table_ = pa.Table.from_arrays([pa.array(c, type=t) for c, t in zip(columns, types)], names=list(names))
+            settings = {"insert_deduplication_token": token} if token else None
+            return self.client.insert_arrow(table, table_, settings=settings)
+
+        await self._write(run)
+
     async def insert_retrying(
         self, table: str, columns: Sequence[Sequence[Any]], names: Sequence[str], token: str | None = None,
-        max_delay_s: float = 5.0,
+        max_delay_s: float = 5.0, arrow_types: Sequence[Any] | None = None,
     ) -> None:
         """Insert until it lands (ClickHouse down: the caller is back-pressured, nothing is dropped).
 
@@ -174,7 +193,10 @@ class AsyncStore:
             while True:
                 t0 = time.perf_counter()
                 try:
-                    await self.insert_columns(table, columns, names, token=token)
+                    if arrow_types is not None:
+                        await self.insert_arrow(table, columns, names, arrow_types, token=token)
+                    else:
+                        await self.insert_columns(table, columns, names, token=token)
                     metrics.sink_seconds.labels(table).observe(time.perf_counter() - t0)
                     metrics.sink_batches.labels(table).inc()
                     metrics.sink_rows.labels(table).inc(len(columns[0]) if columns else 0)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, Sequence
 
+import pyarrow as pa
 from redis.asyncio import Redis
 
 from opscenter import metrics
@@ -41,6 +42,12 @@ log = logging.getLogger(__name__)
 SAMPLE_COLUMNS = (
     "ts", "resource_id", "provider_id", "cpu_pct", "mem_pct", "storage_pct", "net_rx_kbps",
     "net_tx_kbps", "late", "ingest_ts", "batch_id", "src_topic", "src_partition", "src_offset",
+)  # fmt: skip
+#: the samples columns as Arrow types (the insert is built by pyarrow: opscenter.store.AsyncStore.insert_arrow)
+SAMPLE_ARROW_TYPES = (
+    pa.timestamp("ms", tz="UTC"), pa.string(), pa.string(), pa.float32(), pa.float32(), pa.float32(),
+    pa.float32(), pa.float32(), pa.uint8(), pa.timestamp("ms", tz="UTC"), pa.string(), pa.string(),
+    pa.uint16(), pa.uint64(),
 )  # fmt: skip
 BATCH_ID_TTL_S = 7 * 86400
 #: how long a catch-up's "this resource is not registered" is trusted before asking again
@@ -310,5 +317,6 @@ class IngestPipeline:
         token = stored_topic(TOPIC_TELEMETRY, self._epoch) + ";" + ";".join(
             f"{p}:{a}-{b}" for p, (a, b) in sorted(spans.items())
         )
-        await self.store.insert_retrying("samples", cols, SAMPLE_COLUMNS, token=token, max_delay_s=self.retry_max_s)
+        await self.store.insert_retrying("samples", cols, SAMPLE_COLUMNS, token=token, max_delay_s=self.retry_max_s,
+                                         arrow_types=SAMPLE_ARROW_TYPES)  # fmt: skip
         metrics.sink_lag_seconds.labels("samples").set(max(0.0, (cols[9][0] - max(cols[0])) / 1000))

@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
+import numpy as np
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -105,17 +106,16 @@ class LiveState:
         storage: Sequence[float],
         now_ms: int,
     ) -> None:
-        """Keep the newest sample per resource (by event time) and announce them."""
-        latest: dict[str, tuple[str, int, float, float, float]] = {}
-        for rid, pid, t, c, m, s in zip(resource_ids, provider_ids, ts_ms, cpu, mem, storage):
-            cur = latest.get(rid)
-            if cur is None or t >= cur[1]:
-                latest[rid] = (pid, t, c, m, s)
-        if not latest:
+        """Keep the newest sample per resource (by event time; of equal times the later) and announce them."""
+        if not len(resource_ids):
             return
+        # by event time, stably: the last index of a resource in this order is its newest sample
+        order = np.argsort(np.asarray(ts_ms, dtype=np.int64), kind="stable").tolist()
+        newest = dict(zip(map(resource_ids.__getitem__, order), order))
         values: dict[str, bytes] = {}
         rows = []
-        for rid, (pid, t, c, m, s) in latest.items():
+        for rid, i in newest.items():
+            pid, t, c, m, s = provider_ids[i], int(ts_ms[i]), float(cpu[i]), float(mem[i]), float(storage[i])
             values[RES_PREFIX + rid] = orjson.dumps({"provider": pid, "ts_ms": t, "cpu": c, "mem": m, "storage": s})
             rows.append([rid, round(c, 2), round(m, 2), round(s, 2), t])
 

@@ -141,3 +141,17 @@ async def test_a_new_log_after_a_broker_restart_is_not_mistaken_for_a_replay(ser
     await restarted.process([Message(0, i, minute_batch(f"new{i}")) for i in range(3)])
     assert await count(services, "SELECT count() FROM samples") == 30
     assert await count(services, "SELECT uniqExact(src_topic) FROM samples") == 2
+
+
+async def test_live_value_is_each_resources_newest_sample_by_event_time(services: Services) -> None:
+    """Out of order within a chunk, the newest by event time wins; of two at the same time, the later one."""
+    from streams.live import LiveState
+
+    t = 1_767_225_600_000
+    rids = ["lv-a", "lv-b", "lv-a", "lv-b", "lv-a", "lv-b"]
+    ts = [t + 30_000, t, t + 10_000, t + 5_000, t + 30_000, t + 5_000]
+    cpu = [11.0, 20.0, 12.0, 21.0, 13.0, 22.0]
+    await LiveState(services.redis).publish_latest(rids, ["p1"] * 6, ts, cpu, cpu, cpu, t + 60_000)
+    a, b = await latest(services.redis, "lv-a"), await latest(services.redis, "lv-b")
+    assert (a["ts_ms"], a["cpu"]) == (t + 30_000, 13.0)  # the later of the two at +30 s
+    assert (b["ts_ms"], b["cpu"]) == (t + 5_000, 22.0)
