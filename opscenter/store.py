@@ -172,7 +172,7 @@ class AsyncStore:
             import pyarrow as pa
 
             table_ = pa.Table.from_arrays([pa.array(c, type=t) for c, t in zip(columns, types)], names=list(names))
-            settings = {"insert_deduplication_token": token} if token else None
+            settings = {"parallel_view_processing": 1, **({"insert_deduplication_token": token} if token else {})}
             return self.client.insert_arrow(table, table_, settings=settings)
 
         await self._write(run)

@@ -55,8 +55,18 @@ def build_faust_app(services: Any) -> faust.App:
 
     @app.agent(telemetry, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
+        # A batch is validated while the one before it is still being inserted. Its messages are
+        # acknowledged only once their samples are stored: one reference more per message, released
+        # by ``on_stored`` (take_events releases its own when the next batch is taken).
         async for events in stream.take_events(batch_n, within=batch_s):
-            await services.ingest.process(_messages(events))
+            for e in events:
+                e.message.incref()
+
+            async def stored(events: list = events) -> None:
+                for e in events:
+                    await stream.ack(e)
+
+            await services.ingest.submit(_messages(events), on_stored=stored)
 
     @app.agent(lifecycle, name="registry")
     async def registry(stream: faust.StreamT) -> None:

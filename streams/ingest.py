@@ -106,6 +106,8 @@ class IngestPipeline:
     #: unregistered-resource verdicts a catch-up confirmed, until when (monotonic)
     _absent: dict[str, float] = field(default_factory=dict)
     _epoch: str = ""
+    #: the tail of the batch submitted last (its last insert, then its ``on_stored``)
+    _inflight: asyncio.Future | None = None
 
     def __post_init__(self) -> None:
         self.live = LiveState(self.redis)
@@ -127,13 +129,33 @@ class IngestPipeline:
 
     # -- the stage -------------------------------------------------------------------
     async def process(self, messages: Sequence[Message]) -> None:
-        """Handle one batch of messages; returns only when their samples are stored.
+        """Handle one batch of messages; returns only when their samples are stored."""
+        await self.submit(messages)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until every batch submitted is stored."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+
+    async def submit(self, messages: Sequence[Message], on_stored: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Validate a batch and start storing it; return before its last insert has landed.
 
         The batch is cut into chunks of at most ``chunk_bytes`` / ``chunk_messages`` (in source
-        order, so a chunk's token is stable): while ClickHouse inserts one chunk on its thread,
-        the next one is validated.
+        order, so a chunk's token is stable): while ClickHouse inserts one chunk on its thread, the
+        next one is validated — and the next *batch* too: the Faust agent submits it while this
+        one's last insert runs. Inserts stay in Kafka order (a chunk's insert starts after the one
+        before it landed, the previous batch's included), so the highest stored offset per
+        partition is always a valid replay mark. ``on_stored`` runs once every sample of this batch
+        is stored: the agent acknowledges the batch's messages there, so Faust commits no offset
+        before its samples are in ClickHouse.
         """
-        if self._marks is None:
+        prev, self._inflight = self._inflight, None
+        if self._marks is None:  # (re)assigned: the marks must include what is still in flight
+            if prev is not None:
+                await prev
+                prev = None
             self._marks = await self._load_marks()
         marks = self._marks
         now_ms = int(self.clock() * 1000)
@@ -144,12 +166,10 @@ class IngestPipeline:
                 metrics.messages_replayed.labels(m.topic).inc()
                 continue
             fresh.append(m)
-        if not fresh:
-            return
-        pending: asyncio.Future | None = None
+        pending: asyncio.Future | None = prev  # the store in flight (at first, the previous batch's)
         live: list[asyncio.Future] = []
         try:
-            for chunk in self._chunks(fresh):
+            for chunk in self._chunks(fresh) if fresh else ():
                 cols, letters = await self._prepare(chunk, now_ms)
                 if cols[0]:
                     # live state (screens, live-metric alerts) does not wait for ClickHouse: the
@@ -162,14 +182,29 @@ class IngestPipeline:
                 pending = asyncio.ensure_future(self._store(cols, chunk)) if cols[0] else None
                 if pending is None:
                     self._advance(chunk)
-            if pending is not None:
-                await pending
-        finally:
-            if pending is not None and not pending.done():
+        except BaseException:
+            if pending is not None and pending is not prev and not pending.done():
                 pending.cancel()
             if live:
                 await asyncio.gather(*live, return_exceptions=True)
-        await self.tick(now_ms)
+            raise
+        self._inflight = asyncio.ensure_future(self._finish(pending, live, now_ms if fresh else None, on_stored))
+
+    async def _finish(
+        self, pending: asyncio.Future | None, live: list[asyncio.Future], now_ms: int | None,
+        on_stored: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        """The tail of a submitted batch: its last insert, its live state, then ``on_stored``."""
+        try:
+            if pending is not None:
+                await pending
+        finally:
+            if live:
+                await asyncio.gather(*live, return_exceptions=True)
+        if now_ms is not None:
+            await self.tick(now_ms)
+        if on_stored is not None:
+            await on_stored()
 
     def _chunks(self, messages: list[Message]) -> list[list[Message]]:
         out: list[list[Message]] = [[]]
@@ -282,11 +317,11 @@ class IngestPipeline:
             return set()
 
         async def check() -> list:
+            # SET NX GET (Redis ≥ 7): claims the batch id, or answers who claimed it first
             pipe = self.redis.pipeline(transaction=False)
             for m, v in keyed:
                 pipe.set(f"opscenter:batch:{v.provider_id}:{v.batch_id}", self._position(m),
-                         nx=True, ex=BATCH_ID_TTL_S)  # fmt: skip
-                pipe.get(f"opscenter:batch:{v.provider_id}:{v.batch_id}")
+                         nx=True, get=True, ex=BATCH_ID_TTL_S)  # fmt: skip
             return await pipe.execute()
 
         ok, res = await self.live.breaker.call("batch_dedup", check)
@@ -294,10 +329,11 @@ class IngestPipeline:
             metrics.dedup_unchecked.inc(len(keyed))
             return set()
         dups = set()
-        for i, (m, _) in enumerate(keyed):
-            owner = res[2 * i + 1]
+        for (m, _), owner in zip(keyed, res):
+            if owner is None:  # claimed now
+                continue
             owner = owner.decode() if isinstance(owner, bytes) else owner
-            if owner != self._position(m):
+            if owner != self._position(m):  # (a replay of the claiming message itself is no duplicate)
                 dups.add((m.partition, m.offset))
         return dups
 
