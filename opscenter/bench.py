@@ -88,7 +88,24 @@ async def _settle(app: Any, timeout_s: float = 60.0) -> None:
     print(f"  (agents still held {len(consumer._unacked_messages)} messages after {timeout_s:.0f} s)")  # noqa: SLF001
 
 
-async def _pipeline(settings: Settings, expect: int) -> tuple[float, float]:
+def _storage_ceiling(client: Any, settings: Settings, block_rows: int = 131_072) -> float:
+    """Samples/s of ClickHouse alone: the samples just stored, inserted again in Kafka order and in
+    blocks of the ingest's size into a scratch database with the product's tables and views."""
+    from opscenter import store
+
+    scratch = settings.model_copy(update={"clickhouse_database": "bench_ceiling"})
+    store.migrate(store.connect(scratch), scratch)
+    n = client.query("SELECT count() FROM samples").result_rows[0][0]
+    t0 = time.perf_counter()
+    client.command(
+        "INSERT INTO bench_ceiling.samples SELECT * FROM samples ORDER BY src_offset, src_partition "
+        f"SETTINGS max_block_size = {block_rows}, min_insert_block_size_rows = {block_rows}, "
+        "min_insert_block_size_bytes = 0, parallel_view_processing = 1"
+    )
+    return n / (time.perf_counter() - t0)
+
+
+async def _pipeline(settings: Settings, expect: int) -> tuple[float, float, float]:
     from faust.contrib.asgi import faust_app_running
 
     from streams.app import build_faust_app
@@ -111,7 +128,8 @@ async def _pipeline(settings: Settings, expect: int) -> tuple[float, float]:
                 await asyncio.sleep(0.02)
             elapsed = time.perf_counter() - t0
             await _settle(app)
-            return expect / elapsed, elapsed
+        ceiling = await asyncio.to_thread(_storage_ceiling, services.store.client, settings)
+        return expect / elapsed, elapsed, ceiling
     finally:
         await services.aclose()
 
@@ -131,7 +149,7 @@ async def pipeline(samples: int = 1_000_000, resources: int = 5000, batch: int =
         city = demo.city(resources)
         produced = await _produce(settings, city, samples, batch)
         ref = await _reference(settings, produced)
-        end_to_end, elapsed = await _pipeline(settings, produced)
+        end_to_end, elapsed, ceiling = await _pipeline(settings, produced)
     finally:
         tansu.stop()
         valkey.stop()
@@ -144,6 +162,7 @@ async def pipeline(samples: int = 1_000_000, resources: int = 5000, batch: int =
         "end_to_end_samples_s": round(end_to_end),
         "reference_samples_s": round(ref),
         "ratio": round(end_to_end / ref, 3),
+        "storage_ceiling_samples_s": round(ceiling),
         "elapsed_s": round(elapsed, 2),
         "goal_samples_s": GOAL_SAMPLES_S,
         "goal_ratio": GOAL_RATIO,
@@ -158,6 +177,8 @@ def report(fig: dict[str, Any]) -> str:
         f"{ok(fig['end_to_end_samples_s'], GOAL_SAMPLES_S)}",
         f"  reference   {fig['reference_samples_s']:>12,} samples/s   (aiokafka + orjson, no processing)",
         f"  ratio       {fig['ratio']:>12}             goal {GOAL_RATIO}: {ok(fig['ratio'], GOAL_RATIO)}",
+        f"  storage     {fig['storage_ceiling_samples_s']:>12,} samples/s   (ClickHouse alone: the same samples with the"
+        " rollup views, ingest-sized blocks — the bound of this machine's embedded chDB)",
     ])  # fmt: skip
 
 

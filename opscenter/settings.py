@@ -20,7 +20,7 @@ class Settings(BaseSettings):
 
     # --- services -----------------------------------------------------------------
     kafka_url: str = Field("", description="Kafka bootstrap, e.g. kafka://kafka:9092; empty = embedded Tansu")
-    redis_url: str = Field("", description="Redis URL, e.g. redis://redis:6379/0; empty = embedded Valkey")
+    redis_url: str = Field("", description="Redis URL (Redis ≥ 7 or Valkey), e.g. redis://redis:6379/0; empty = embedded Valkey")
     clickhouse_dsn: str = Field(
         "", description="ClickHouse DSN, e.g. http://default:pw@clickhouse:8123; empty = chDB in data_dir"
     )

@@ -96,7 +96,7 @@ class IngestPipeline:
     windows: MinuteWindows = field(default_factory=MinuteWindows)
     retry_max_s: float = 5.0
     #: an insert takes messages until it holds this many bytes of telemetry (or ``chunk_messages``):
-    #: ClickHouse's rollup views cost much less per sample in big blocks (docs/benchmarks.md)
+    #: ClickHouse's rollup views cost much less per sample in big blocks (README, "Benchmarks")
     chunk_bytes: int = 32 << 20
     chunk_messages: int = 1000
     #: reads lifecycle.v1 up to its end; asked before a sample is rejected as unregistered

@@ -36,6 +36,7 @@ def test_pipeline_smoke(tmp_path: Path) -> None:
     fig = json.loads(next(tmp_path.glob("pipeline-*.json")).read_text())
     assert fig["samples"] >= 19_000
     assert fig["end_to_end_samples_s"] > 0 and fig["reference_samples_s"] > 0 and 0 < fig["ratio"]
+    assert fig["storage_ceiling_samples_s"] > 0 and "storage" in out.stdout
     _saved(tmp_path, "pipeline")
 
 
