@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from alerts import engine
 from alerts.model import Observation, from_event
 from alerts.persist import CONTROL_CHANNEL
 from alerts.rules import OPS
@@ -78,6 +80,27 @@ def firing_checks(rules: Any) -> list[tuple[int, Any, float]]:
     return out
 
 
+def _may_matter(row: list, checks: list, watched: set[str]) -> bool:
+    """Whether a live row can change the alert state (see :func:`alerts.engine.quiet_metric_test`)."""
+    if row[0] in watched:
+        return True
+    try:
+        return any(op(row[i], v) for i, op, v in checks)
+    except (IndexError, TypeError):
+        return True  # not judged here: the engine decides
+
+
+def _observe_live(rows: list[list], registry: Any, svc: AlertService, state: Any, now: int) -> Any:
+    """The engine step for a set of live rows, under the alert lock: the rows that cannot change
+    anything (the engine would skip them) are not even turned into observations."""
+    parts = engine.quiet_metric_parts(state, svc.config)
+    if parts is not None:
+        checks = [(ROW_INDEX.get(f), op, v) for f, op, v in parts[0]]
+        checks = [(i, op, v) for i, op, v in checks if i is not None]  # a field a live row lacks never fires
+        rows = [r for r in rows if _may_matter(r, checks, parts[1])]
+    return engine.observe_many(state, live_observations({"resources": rows}, registry), now, svc.config)
+
+
 async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE_EVAL_INTERVAL_S) -> None:
     """Feed live samples to the rules that read kind ``metric`` (only if some rule does).
 
@@ -107,8 +130,7 @@ async def follow_live(svc: AlertService, services: Any, interval_s: float = LIVE
             rows = list(pending.values())
             pending.clear()
             try:
-                notice = {"type": "telemetry", "resources": rows}
-                await svc.observe(live_observations(notice, getattr(services, "registry", None)))
+                await svc.mutate(functools.partial(_observe_live, rows, getattr(services, "registry", None), svc))
             except Exception:
                 log.exception("live metric evaluation failed")
             try:

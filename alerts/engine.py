@@ -122,16 +122,10 @@ def observe_many(
     return _apply(replace(state, rules=rs), decisions, now_ms, config)
 
 
-def quiet_metric_test(state: EngineState, config: Config) -> Callable[[Observation], bool] | None:
-    """A test for live ``metric`` samples that cannot change anything, or None when there is none.
-
-    A sample can only matter to a threshold rule if it meets a firing condition (the normal or
-    the assurance threshold) or if the rule already holds an entry (pending or firing) for its
-    resource. The live feed brings every resource once a second; in a city of thousands, almost
-    all are quiet, and skipping them keeps the engine's lock short. The test exists only when
-    it is exact: every rule that can read a metric sample is a threshold rule, and every entry
-    of such a rule is identified by its resource.
-    """
+def quiet_metric_parts(
+    state: EngineState, config: Config
+) -> tuple[list[tuple[str, Callable[[Any, Any], bool], float]], set[str]] | None:
+    """(firing checks as (field, op, value), resources with an entry) behind :func:`quiet_metric_test`."""
     checks: list[tuple[str, Callable[[Any, Any], bool], float]] = []
     metric_rules: set[str] = set()
     for r in config.rules:
@@ -151,6 +145,23 @@ def quiet_metric_test(state: EngineState, config: Config) -> Callable[[Observati
             if not rid:
                 return None
             watched.add(rid)
+    return checks, watched
+
+
+def quiet_metric_test(state: EngineState, config: Config) -> Callable[[Observation], bool] | None:
+    """A test for live ``metric`` samples that cannot change anything, or None when there is none.
+
+    A sample can only matter to a threshold rule if it meets a firing condition (the normal or
+    the assurance threshold) or if the rule already holds an entry (pending or firing) for its
+    resource. The live feed brings every resource once a second; in a city of thousands, almost
+    all are quiet, and skipping them keeps the engine's lock short. The test exists only when
+    it is exact: every rule that can read a metric sample is a threshold rule, and every entry
+    of such a rule is identified by its resource.
+    """
+    parts = quiet_metric_parts(state, config)
+    if parts is None:
+        return None
+    checks, watched = parts
 
     def quiet(obs: Observation) -> bool:
         if obs.kind != "metric" or obs.labels.get("resource", "") in watched:

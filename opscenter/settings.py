@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         description="longest a worker's fetch waits for data (Faust hard-codes 1500 ms; lower = faster alerts)",
     )  # fmt: skip
     ingest_batch_messages: int = Field(
-        1000, ge=1, description="most telemetry messages per processing batch (a backlog is taken in big batches)"
+        500, ge=1, description="most telemetry messages per processing batch (a backlog is taken in big batches)"
     )
     ingest_batch_ms: int = Field(50, description="longest wait to fill a processing batch (adds to alert latency at low load)")
     allowed_lateness_s: int = Field(120, description="event-time lateness still counted in the live 1-min window")

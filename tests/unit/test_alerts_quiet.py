@@ -76,3 +76,26 @@ rules:
   - {name: silent, type: nodata, kind: metric, after_s: 300, summary: {zh: "无数据", en: "no data"}}
 """, "rules.yaml")  # fmt: skip
     assert quiet_metric_test(EngineState(), silent) is None  # every sample resets a nodata timer
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_live_rows_filtered_before_observations_give_the_same_result(seed: int) -> None:
+    """The live follower drops quiet rows before building observations: same state, same transitions."""
+    from types import SimpleNamespace
+
+    from alerts.agent import _observe_live, live_observations
+
+    config = load_config(DEFAULT_PATH)
+    svc = SimpleNamespace(config=config)
+    rng, level = random.Random(seed), {}
+    fast, full = EngineState(), EngineState()
+    fired = 0
+    for step in range(60):
+        rows = [[o.labels["resource"], o.data["cpu_pct"], 10.0, 10.0, o.ts_ms] for o in _samples(rng, step, level)]
+        now = T0 + step * 30_000
+        fast, out_fast = _observe_live(rows, None, svc, fast, now)  # type: ignore[arg-type]
+        full, out_full = observe_many(full, live_observations({"resources": rows}, None), now, config)
+        assert [(t.fingerprint, t.to_state) for t in out_fast.transitions] == \
+            [(t.fingerprint, t.to_state) for t in out_full.transitions]  # fmt: skip
+        fired += len(out_full.transitions)
+    assert fired and fast.rules == full.rules
