@@ -66,7 +66,12 @@ def build_faust_app(services: Any) -> faust.App:
                 for e in events:
                     await stream.ack(e)
 
-            await services.ingest.submit(_messages(events), on_stored=stored)
+            try:
+                await services.ingest.submit(_messages(events), on_stored=stored)
+            except BaseException:
+                for e in events:  # as take_events would: it acks a batch whose body raised
+                    e.message.decref()
+                raise
 
     @app.agent(lifecycle, name="registry")
     async def registry(stream: faust.StreamT) -> None:

@@ -185,6 +185,8 @@ class IngestPipeline:
         except BaseException:
             if pending is not None and pending is not prev and not pending.done():
                 pending.cancel()
+            if prev is not None and pending is prev and not prev.done():
+                self._inflight = prev  # still the next batch's predecessor: inserts stay in order
             if live:
                 await asyncio.gather(*live, return_exceptions=True)
             raise

@@ -155,3 +155,22 @@ async def test_live_value_is_each_resources_newest_sample_by_event_time(services
     a, b = await latest(services.redis, "lv-a"), await latest(services.redis, "lv-b")
     assert (a["ts_ms"], a["cpu"]) == (t + 30_000, 13.0)  # the later of the two at +30 s
     assert (b["ts_ms"], b["cpu"]) == (t + 5_000, 22.0)
+
+
+async def test_submitted_batches_are_stored_in_order_and_acknowledged_only_once_stored(services: Services) -> None:
+    """The agent's pipelining: batch 2 is validated while batch 1 is stored; each batch's
+    ``on_stored`` (where Faust's acks go) runs only when its samples are in ClickHouse, in order."""
+    seen: list[tuple[str, int]] = []
+
+    def stored(name: str):
+        async def run() -> None:
+            seen.append((name, await count(services, "SELECT count() FROM samples")))
+        return run
+
+    await services.ingest.submit([Message(0, 0, minute_batch("s1"))], on_stored=stored("first"))
+    await services.ingest.submit([Message(0, 1, minute_batch("s2")), Message(0, 2, minute_batch("s3"))],
+                                 on_stored=stored("second"))  # fmt: skip
+    await services.ingest.drain()
+    assert seen == [("first", 5), ("second", 15)]
+    rows = await services.store.query("SELECT src_offset, count() FROM samples GROUP BY src_offset ORDER BY src_offset")
+    assert rows == [(0, 5), (1, 5), (2, 5)]
