@@ -169,7 +169,7 @@ class IngestPipeline:
         pending: asyncio.Future | None = prev  # the store in flight (at first, the previous batch's)
         live: list[asyncio.Future] = []
         try:
-            for chunk in self._chunks(fresh) if fresh else ():
+            for chunk in self._chunks(fresh):
                 cols, letters = await self._prepare(chunk, now_ms)
                 if cols[0]:
                     # live state (screens, live-metric alerts) does not wait for ClickHouse: the
@@ -209,10 +209,11 @@ class IngestPipeline:
             await on_stored()
 
     def _chunks(self, messages: list[Message]) -> list[list[Message]]:
-        out: list[list[Message]] = [[]]
+        """The messages in source order, cut where a chunk reaches ``chunk_bytes`` or ``chunk_messages``."""
+        out: list[list[Message]] = []
         size = 0
         for m in messages:
-            if out[-1] and (size >= self.chunk_bytes or len(out[-1]) >= self.chunk_messages):
+            if not out or size >= self.chunk_bytes or len(out[-1]) >= self.chunk_messages:
                 out.append([])
                 size = 0
             out[-1].append(m)

@@ -138,8 +138,8 @@ class MinuteWindows:
             keep = ~late
             minute, codes, values = minute[keep], codes[keep], values[:, keep]
         if len(minute):
-            first, last = int(minute[0]), int(minute[-1])
-            if first == last and (len(minute) == 1 or bool((minute == first).all())):
+            first = int(minute[0])
+            if bool((minute == first).all()):  # the usual batch: one minute
                 self._append(provider_id, first, codes, values)
             else:
                 order = np.argsort(minute, kind="stable")
