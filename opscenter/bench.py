@@ -100,7 +100,8 @@ def _storage_ceiling(client: Any, settings: Settings, block_rows: int = 131_072)
     client.command(
         "INSERT INTO bench_ceiling.samples SELECT * FROM samples ORDER BY src_offset, src_partition "
         f"SETTINGS max_block_size = {block_rows}, min_insert_block_size_rows = {block_rows}, "
-        "min_insert_block_size_bytes = 0, parallel_view_processing = 1"
+        "min_insert_block_size_bytes = 0, "
+        + ", ".join(f"{k} = {v}" for k, v in store.INSERT_VIEW_SETTINGS.items())
     )
     return n / (time.perf_counter() - t0)
 

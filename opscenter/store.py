@@ -34,6 +34,11 @@ class ClickHouseUnavailable(ConnectionError):
 
 
 _lock = threading.Lock()
+#: settings of the big telemetry inserts (samples, and through its views the rollups):
+#: the views run side by side, and their AggregatingMergeTree targets are not merged at insert
+#: time — every reader aggregates (GROUP BY, -Merge), as it must across parts anyway, and the
+#: merge pass cost about a fifth of the insert's CPU (README, "Benchmarks")
+INSERT_VIEW_SETTINGS = {"parallel_view_processing": 1, "optimize_on_insert": 0}
 _clients: dict[tuple[str, str], Client] = {}
 
 
@@ -172,7 +177,7 @@ class AsyncStore:
             import pyarrow as pa
 
             table_ = pa.Table.from_arrays([pa.array(c, type=t) for c, t in zip(columns, types)], names=list(names))
-            settings = {"parallel_view_processing": 1, **({"insert_deduplication_token": token} if token else {})}
+            settings = {**INSERT_VIEW_SETTINGS, **({"insert_deduplication_token": token} if token else {})}
             return self.client.insert_arrow(table, table_, settings=settings)
 
         await self._write(run)

@@ -204,24 +204,3 @@ def validate_batch(
         tx_out.append(tx)
     good.provider_id = [provider_id] * len(ts_out)
     return Validated(provider_id, batch_id, good, rejects)
-    for s in samples:
-        if isinstance(s, Reject):
-            s.provider_id, s.batch_id = provider_id, batch_id
-            rejects.append(s)
-            continue
-        try:
-            problem = check_sample(s, now_ms, limits) or registry_check(s, provider_id, registry)
-        except ValueError as exc:
-            problem = ("schema", str(exc))
-        if problem is not None:
-            rejects.append(Reject(problem[0], problem[1], msgspec.json.encode(s), provider_id, batch_id))
-            continue
-        good.ts_ms.append(_ms(s.ts))
-        good.resource_id.append(s.resource_id)
-        good.provider_id.append(provider_id)
-        good.cpu.append(s.cpu_pct)
-        good.mem.append(s.mem_pct)
-        good.storage.append(s.storage_pct)
-        good.net_rx.append(s.net_rx_kbps)
-        good.net_tx.append(s.net_tx_kbps)
-    return Validated(provider_id, batch_id, good, rejects)
