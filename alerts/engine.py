@@ -293,14 +293,15 @@ def _flush(
     period = period_now(state, now_ms)
     book = dict(state.alerts)
     groups = state.groups
-    sources = index_sources(((a.fingerprint, a.match_labels()) for a in book.values() if a.open), config.inhibit)
+    labels_of = {fp: a.match_labels() for fp, a in book.items() if a.state != st.RESOLVED}
+    sources = index_sources(((fp, labels_of[fp]) for fp, a in book.items() if a.open), config.inhibit)
     wait_ms = int(config.group_wait_s * 1000)
     for fp, a in list(book.items()):
         if a.state == st.RESOLVED:
             if a.notified_ms and not a.resolved_notified:
                 groups = grouping.add(groups, a.group_key, fp, now_ms, wait_ms)
             continue
-        labels = a.match_labels()
+        labels = labels_of[fp]
         sil = silences.silenced_by(labels, state.silences.values(), now_ms)
         inh = inhibited_by_index(fp, labels, sources)
         if (sil, inh) != (a.silenced_by, a.inhibited_by):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from alerts.rules import Fire
@@ -60,7 +60,7 @@ class Alert:
 
     def public(self) -> dict[str, Any]:
         """The alert as JSON-ready data (API, feed, webhooks, e-mail)."""
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # (asdict copies deeply: a dict per field)
         d["labels"] = dict(self.labels)
         d["values"] = dict(self.values)
         return d

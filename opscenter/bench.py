@@ -88,25 +88,43 @@ async def _settle(app: Any, timeout_s: float = 60.0) -> None:
     print(f"  (agents still held {len(consumer._unacked_messages)} messages after {timeout_s:.0f} s)")  # noqa: SLF001
 
 
-def _storage_ceiling(client: Any, settings: Settings, block_rows: int = 131_072) -> float:
-    """Samples/s of ClickHouse alone: the samples just stored, inserted again in Kafka order and in
-    blocks of the ingest's size into a scratch database with the product's tables and views."""
+def _cpu_s(pids: tuple[int, ...] = ()) -> float:
+    """CPU seconds (user + system, all threads) of this process, or of the processes ``pids``."""
+    if not pids:
+        return time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # gone, or not Linux
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def _storage_ceiling(client: Any, settings: Settings, block_rows: int = 131_072) -> tuple[float, float]:
+    """Samples/s of ClickHouse alone, and its CPU seconds: the samples just stored, inserted again
+    in Kafka order and in blocks of the ingest's size into a scratch database with the product's
+    tables and views."""
     from opscenter import store
 
     scratch = settings.model_copy(update={"clickhouse_database": "bench_ceiling"})
     store.migrate(store.connect(scratch), scratch)
     n = client.query("SELECT count() FROM samples").result_rows[0][0]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_s()
     client.command(
         "INSERT INTO bench_ceiling.samples SELECT * FROM samples ORDER BY src_offset, src_partition "
         f"SETTINGS max_block_size = {block_rows}, min_insert_block_size_rows = {block_rows}, "
         "min_insert_block_size_bytes = 0, "
         + ", ".join(f"{k} = {v}" for k, v in store.INSERT_VIEW_SETTINGS.items())
     )
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), _cpu_s() - cpu0
 
 
-async def _pipeline(settings: Settings, expect: int) -> tuple[float, float, float]:
+async def _pipeline(settings: Settings, expect: int, others: tuple[int, ...] = ()) -> dict[str, float]:
+    """Samples/s end to end, the time taken, the CPU seconds used meanwhile by this process (the
+    worker) and by ``others`` (broker, Redis), and the storage-alone figures of the same samples."""
     from faust.contrib.asgi import faust_app_running
 
     from streams.app import build_faust_app
@@ -121,16 +139,19 @@ async def _pipeline(settings: Settings, expect: int) -> tuple[float, float, floa
         async with faust_app_running(app, stop_timeout=30):
             while consumed._value.get() == start:  # the clock starts with the first message consumed
                 await asyncio.sleep(0.02)
-            t0 = time.perf_counter()
+            t0, cpu0, others0 = time.perf_counter(), _cpu_s(), _cpu_s(others)
+
             def stored() -> int:  # its own thread: the product's read pool may be busy with window queries
                 return services.store.client.query("SELECT count() FROM samples").result_rows[0][0]
 
             while await asyncio.to_thread(stored) < expect:
                 await asyncio.sleep(0.02)
             elapsed = time.perf_counter() - t0
+            cpu, others_cpu = _cpu_s() - cpu0, _cpu_s(others) - others0
             await _settle(app)
-        ceiling = await asyncio.to_thread(_storage_ceiling, services.store.client, settings)
-        return expect / elapsed, elapsed, ceiling
+        ceiling, ceiling_cpu = await asyncio.to_thread(_storage_ceiling, services.store.client, settings)
+        return {"rate": expect / elapsed, "elapsed": elapsed, "cpu": cpu, "others_cpu": others_cpu,
+                "ceiling": ceiling, "ceiling_cpu": ceiling_cpu}  # fmt: skip
     finally:
         await services.aclose()
 
@@ -150,21 +171,32 @@ async def pipeline(samples: int = 1_000_000, resources: int = 5000, batch: int =
         city = demo.city(resources)
         produced = await _produce(settings, city, samples, batch)
         ref = await _reference(settings, produced)
-        end_to_end, elapsed, ceiling = await _pipeline(settings, produced)
+        run = await _pipeline(settings, produced, (tansu.proc.pid, valkey.proc.pid))
     finally:
         tansu.stop()
         valkey.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    per_m = 1e6 / produced  # CPU seconds per million samples
+    cores = os.cpu_count() or 1
     return {
         "scenario": "pipeline",
         "samples": produced,
         "resources": resources,
         "batch_samples": batch,
-        "end_to_end_samples_s": round(end_to_end),
+        "end_to_end_samples_s": round(run["rate"]),
         "reference_samples_s": round(ref),
-        "ratio": round(end_to_end / ref, 3),
-        "storage_ceiling_samples_s": round(ceiling),
-        "elapsed_s": round(elapsed, 2),
+        "ratio": round(run["rate"] / ref, 3),
+        "storage_ceiling_samples_s": round(run["ceiling"]),
+        "elapsed_s": round(run["elapsed"], 2),
+        # core-seconds per million samples: the worker process (Faust, the domains, chDB), the
+        # broker and Redis meanwhile, and ClickHouse alone; the goal allows cores / goal per sample
+        "cpu_s_per_million": {
+            "worker": round(run["cpu"] * per_m, 2),
+            "broker_and_redis": round(run["others_cpu"] * per_m, 2),
+            "storage_alone": round(run["ceiling_cpu"] * per_m, 2),
+            "budget_at_goal": round(cores * 1e6 / GOAL_SAMPLES_S, 2),
+        },
+        "cores": cores,
         "goal_samples_s": GOAL_SAMPLES_S,
         "goal_ratio": GOAL_RATIO,
     }
@@ -172,6 +204,7 @@ async def pipeline(samples: int = 1_000_000, resources: int = 5000, batch: int =
 
 def report(fig: dict[str, Any]) -> str:
     ok = lambda v, g: "met" if v >= g else "NOT met"  # noqa: E731
+    cpu = fig["cpu_s_per_million"]
     return "\n".join([
         f"pipeline: {fig['samples']:,} samples, {fig['resources']:,} resources, {fig['batch_samples']} per message",
         f"  end to end  {fig['end_to_end_samples_s']:>12,} samples/s   goal {GOAL_SAMPLES_S:,}: "
@@ -180,6 +213,9 @@ def report(fig: dict[str, Any]) -> str:
         f"  ratio       {fig['ratio']:>12}             goal {GOAL_RATIO}: {ok(fig['ratio'], GOAL_RATIO)}",
         f"  storage     {fig['storage_ceiling_samples_s']:>12,} samples/s   (ClickHouse alone: the same samples with the"
         " rollup views, ingest-sized blocks — the bound of this machine's embedded chDB)",
+        f"  cpu         {cpu['worker'] + cpu['broker_and_redis']:>12.2f} core-s per 1M samples end to end (worker "
+        f"{cpu['worker']:.2f}, broker + Redis {cpu['broker_and_redis']:.2f}); ClickHouse alone {cpu['storage_alone']:.2f};"
+        f" the goal leaves {cpu['budget_at_goal']:.2f} on {fig['cores']} cores",
     ])  # fmt: skip
 
 
