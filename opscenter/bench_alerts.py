@@ -226,13 +226,10 @@ async def alert_latency(levels: list[int], seconds: float = 12.0, capacity_sampl
 
     if capacity is None:  # the pipeline scenario, in this run (its own process: one chDB path each)
         resources = max(100, min(2000, capacity_samples // 100))  # a few minutes of history each
-        code = ("import asyncio, json; from opscenter import bench; "
-                f"print(json.dumps(asyncio.run(bench.pipeline({capacity_samples}, {resources}))))")  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=subprocess.PIPE)
-        out, _ = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"capacity measurement failed (exit {proc.returncode})")
-        capacity = float(json.loads(out.decode().strip().splitlines()[-1])["end_to_end_samples_s"])
+        from opscenter.bench import pipeline_subprocess
+
+        fig = await asyncio.to_thread(pipeline_subprocess, capacity_samples, resources)
+        capacity = float(fig["end_to_end_samples_s"])
         print(f"  capacity (pipeline end to end, this run): {capacity:,.0f} samples/s", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="opscenter-bench-alerts-"))
     kport, rport = free_port(), free_port()

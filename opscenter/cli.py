@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=10.0, help="fanout / alert-latency: seconds per level")
     bench.add_argument("--levels", type=int, nargs="+", default=None, help="memory: resource counts; alert-latency: load levels in %% of capacity")
     bench.add_argument("--out", default="bench/results", help="where the JSON results go")
+    bench.add_argument("--runs", type=int, default=1, help="pipeline: runs, each in its own process; the median is reported")
     return p
 
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             from pathlib import Path
 
             bench.main(args.scenario, samples=args.samples, resources=args.resources, clients=args.clients,
-                       seconds=args.seconds, levels=args.levels, out_dir=Path(args.out))  # fmt: skip
+                       seconds=args.seconds, levels=args.levels, out_dir=Path(args.out), runs=args.runs)  # fmt: skip
             return 0
         if args.command == "simulate":
             return asyncio.run(runner.simulate(settings, args))
