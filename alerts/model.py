@@ -121,15 +121,29 @@ def template_fields(text: str) -> list[str]:
     return _TEMPLATE.findall(text)
 
 
-def render(text: str, values: Mapping[str, Any]) -> str:
-    """Fill ``{name}`` / ``{data.x}`` placeholders; a missing value renders as ``-``."""
+#: how a value of these fields reads in a summary, per language (the labels keep the wire value:
+#: silences, grouping and the API match on ``metric=memory``, ``window=7d``)
+VALUE_NAMES: dict[str, dict[str, dict[str, str]]] = {
+    "zh": {"metric": {"cpu": "CPU", "memory": "内存", "mem": "内存", "storage": "存储"},
+           "window": {"1h": "1 小时", "24h": "24 小时", "7d": "7 天"}},
+    "en": {"metric": {"cpu": "CPU", "memory": "memory", "mem": "memory", "storage": "storage"},
+           "window": {"1h": "1 h", "24h": "24 h", "7d": "7 days"}},
+}  # fmt: skip
+
+
+def render(text: str, values: Mapping[str, Any], lang: str = "") -> str:
+    """Fill ``{name}`` / ``{data.x}`` placeholders; a missing value renders as ``-``; with ``lang``,
+    a value :data:`VALUE_NAMES` knows reads in that language (``memory`` → 内存)."""
+    names = VALUE_NAMES.get(lang, {})
 
     def one(m: re.Match[str]) -> str:
-        v = values.get(m.group(1))
+        key = m.group(1)
+        v = values.get(key)
         if v is None:
             return "-"
         if isinstance(v, float):
             return f"{v:.1f}"
-        return str(v)
+        v = str(v)
+        return names.get(key.removeprefix("data."), {}).get(v, v)
 
     return _TEMPLATE.sub(one, text)

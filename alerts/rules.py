@@ -200,7 +200,7 @@ def _fire(rule: Rule, e: Entry, at_ms: int) -> Fire:
     fp = fingerprint(rule.name, e.labels)
     vals = {"rule": rule.name, "severity": e.severity, **e.values}
     return Fire(rule.name, fp, dict(e.labels), e.severity, at_ms, dict(e.values),
-                render(rule.summary_zh, vals), render(rule.summary_en, vals))  # fmt: skip
+                render(rule.summary_zh, vals, "zh"), render(rule.summary_en, vals, "en"))  # fmt: skip
 
 
 def threshold_of(rule: Rule, assurance: bool) -> Threshold:

@@ -171,7 +171,9 @@ def test_shipped_rules_on_the_producers_event_shapes() -> None:
     assert (
         by_rule["utilization_high"].state == "firing"
     )  # mem's change does not resolve cpu's alert
-    assert by_rule["utilization_high"].summary_zh == "资源 r-1 利用率偏高：cpu 1h 窗口 91.5%"
+    assert by_rule["utilization_high"].summary_zh == "资源 r-1 利用率偏高：CPU 1 小时窗口 91.5%"
+    assert by_rule["utilization_high"].summary_en == "Resource r-1 utilization high: CPU over 1 h at 91.5%"
+    assert by_rule["utilization_high"].labels["metric"] == "cpu"  # silences and the API match on wire values
     assert by_rule["sla_near_breach"].state == "firing"
     state, _ = engine.observe(state, sla("sla_breach", "e4"), 2000, config)
     by_rule = {a.rule: a for a in state.alerts.values()}
@@ -196,3 +198,18 @@ def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert hook.secret == "hook-key" and config.smtp.password == "mail-pass"
     both = text.replace("secret_env: OC_TEST_HOOK", "secret: x, secret_env: OC_TEST_HOOK")
     assert "receivers.oncall.webhooks[0].secret" in {f for _, f, _ in problems(both)}
+
+
+def test_summaries_name_metrics_and_windows_in_their_language() -> None:
+    """A duty officer reads 内存 and 7 天 on the Chinese screens, memory and 7 days on the English ones;
+    a value no table knows is shown as it came."""
+    from alerts.model import render
+
+    vals = {"metric": "memory", "window": "7d", "data.value": 9.8, "resource": "r-15"}
+    tpl_zh, tpl_en = "资源 {resource} 利用率偏低：{metric} {window}窗口 {data.value}%", "{metric} over {window} at {data.value}%"
+    assert render(tpl_zh, vals, "zh") == "资源 r-15 利用率偏低：内存 7 天窗口 9.8%"
+    assert render(tpl_en, vals, "en") == "memory over 7 days at 9.8%"
+    assert render("{data.metric}", {"data.metric": "storage"}, "zh") == "存储"
+    assert render(tpl_zh, {**vals, "metric": "gpu", "window": "30d"}, "zh") == "资源 r-15 利用率偏低：gpu 30d窗口 9.8%"
+    assert render(tpl_zh, vals) == "资源 r-15 利用率偏低：memory 7d窗口 9.8%"  # no language: as it came
+    assert render("{resource}", {"resource": "memory"}, "zh") == "memory"  # only metric and window values
