@@ -122,10 +122,11 @@ def template_fields(text: str) -> list[str]:
 
 
 #: how a value of these fields reads in a summary, per language (the labels keep the wire value:
-#: silences, grouping and the API match on ``metric=memory``, ``window=7d``)
+#: silences, grouping and the API match on ``metric=memory``, ``window=7d``, ``deadline=restore``)
 VALUE_NAMES: dict[str, dict[str, dict[str, str]]] = {
     "zh": {"metric": {"cpu": "CPU", "memory": "内存", "mem": "内存", "storage": "存储"},
-           "window": {"1h": "1 小时", "24h": "24 小时", "7d": "7 天"}},
+           "window": {"1h": "1 小时", "24h": "24 小时", "7d": "7 天"},
+           "deadline": {"response": "响应", "restore": "恢复"}},
     "en": {"metric": {"cpu": "CPU", "memory": "memory", "mem": "memory", "storage": "storage"},
            "window": {"1h": "1 h", "24h": "24 h", "7d": "7 days"}},
 }  # fmt: skip
@@ -133,7 +134,7 @@ VALUE_NAMES: dict[str, dict[str, dict[str, str]]] = {
 
 def render(text: str, values: Mapping[str, Any], lang: str = "") -> str:
     """Fill ``{name}`` / ``{data.x}`` placeholders; a missing value renders as ``-``; with ``lang``,
-    a value :data:`VALUE_NAMES` knows reads in that language (``memory`` → 内存)."""
+    a value :data:`VALUE_NAMES` knows reads in that language (``memory`` → 内存, ``restore`` → 恢复)."""
     names = VALUE_NAMES.get(lang, {})
 
     def one(m: re.Match[str]) -> str:

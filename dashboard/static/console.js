@@ -4,13 +4,19 @@ Object.assign(I18N.zh, { console_title: "值班处置台", sound: "P1 提示音"
   col_sev: "级别", col_summary: "告警", col_state: "状态", col_since: "开始", col_escalation: "升级", col_actions: "处置",
   timeline: "处置时间线", ack: "确认", resolve: "恢复", silence: "静默 1 小时", reason_prompt: "请填写恢复原因：",
   done: "已提交", failed: "提交失败", firing: "告警中", acknowledged: "已确认", resolved: "已恢复", step: "第 {n} 级",
-  read_only: "只读：仅显示您权限范围内的告警；确认、恢复、静默由市大数据局值班人员处置。", my_page: "我的页面 ›" });
+  read_only: "只读：仅显示您权限范围内的告警；确认、恢复、静默由市大数据局值班人员处置。", my_page: "我的页面 ›",
+  actor_system: "系统", reason_rule: "规则触发", reason_refired: "再次触发", reason_resolved_by_event: "恢复事件",
+  reason_data_resumed: "数据恢复上报", reason_recovered: "指标恢复正常", reason_rule_removed: "规则已删除",
+  reason_timed_out: "超时自动恢复", reason_acknowledged: "" });
 Object.assign(I18N.en, { console_title: "On-call console", sound: "P1 sound", new_p1: "New P1 alert!", open_alerts: "Open alerts",
   col_sev: "Sev", col_summary: "Alert", col_state: "State", col_since: "Since", col_escalation: "Escalation", col_actions: "Actions",
   timeline: "Timeline", ack: "Acknowledge", resolve: "Resolve", silence: "Silence 1 h", reason_prompt: "Reason for resolving:",
   done: "Done", failed: "Failed", firing: "firing", acknowledged: "acknowledged", resolved: "resolved", step: "step {n}",
   read_only: "Read-only: alerts within your scope; the bureau's duty officers acknowledge, resolve and silence.",
-  my_page: "My page ›" });
+  my_page: "My page ›",
+  actor_system: "system", reason_rule: "fired by rule", reason_refired: "fired again", reason_resolved_by_event: "resolving event",
+  reason_data_resumed: "data resumed", reason_recovered: "back to normal", reason_rule_removed: "rule removed",
+  reason_timed_out: "timed out", reason_acknowledged: "" });
 
 let csrf = "", readOnly = true, selected = null, knownP1 = new Set(), firstLoad = true, refreshTimer = null;
 function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = String(text); return e; }
@@ -98,7 +104,10 @@ async function showTimeline(a) {
   document.getElementById("timeline").replaceChildren(...(doc.transitions || []).map((x) => {
     const li = el("li");
     li.append(el("span", "when", time(x.at_ms)));
-    li.append(el("span", "", `${t(x.from_state) || "–"} → ${t(x.to_state)} · ${x.actor || ""} ${x.reason || ""}`));
+    // the system's own actor and reasons read in the screen's language; a person's name and comment as typed
+    const actor = x.actor === "system" ? t("actor_system") : (x.actor || "");
+    const reason = x.reason ? (I18N[lang()][`reason_${x.reason}`] ?? x.reason) : "";
+    li.append(el("span", "", `${t(x.from_state) || "–"} → ${t(x.to_state)} · ${actor} ${reason}`.trim()));
     return li;
   }));
 }

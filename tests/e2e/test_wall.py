@@ -358,8 +358,10 @@ async def test_console_acknowledges_resolves_and_flags_a_new_p1(up: Up, browser)
     await row.wait_for(timeout=15_000)
     await row.locator("button.ack").click()
     await expect(row.locator(".state")).to_have_text("已确认", timeout=10_000)
-    await row.click()  # the timeline shows who acknowledged
+    await row.click()  # the timeline shows who acknowledged, and the system's own steps in Chinese
     await expect(page.locator("#timeline li").last).to_contain_text("duty", timeout=5_000)
+    await expect(page.locator("#timeline li").first).to_contain_text("系统 规则触发")
+    await expect(page.locator("#detail-title")).to_contain_text("利用率偏高：内存 1 小时窗口 91.0%")
 
     page.once("dialog", lambda d: asyncio.ensure_future(d.accept("扩容后恢复")))
     await row.locator("button.resolve").click()

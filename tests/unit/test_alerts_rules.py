@@ -212,4 +212,6 @@ def test_summaries_name_metrics_and_windows_in_their_language() -> None:
     assert render("{data.metric}", {"data.metric": "storage"}, "zh") == "存储"
     assert render(tpl_zh, {**vals, "metric": "gpu", "window": "30d"}, "zh") == "资源 r-15 利用率偏低：gpu 30d窗口 9.8%"
     assert render(tpl_zh, vals) == "资源 r-15 利用率偏低：memory 7d窗口 9.8%"  # no language: as it came
-    assert render("{resource}", {"resource": "memory"}, "zh") == "memory"  # only metric and window values
+    assert render("{resource}", {"resource": "memory"}, "zh") == "memory"  # only metric, window, deadline values
+    assert render("事件 {subject} 超出 SLA {deadline}时限", {"subject": "inc-1", "deadline": "restore"}, "zh") == (
+        "事件 inc-1 超出 SLA 恢复时限")
