@@ -113,12 +113,14 @@ def matches_all(matchers: tuple[Matcher, ...], labels: Mapping[str, str]) -> boo
     return all(m.matches(labels) for m in matchers)
 
 
-_TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+_NAME = r"[A-Za-z_][A-Za-z0-9_.]*"
+#: ``{field}``, or ``{field|other|…}``: the first of them that has a value
+_TEMPLATE = re.compile(rf"\{{({_NAME}(?:\|{_NAME})*)\}}")
 
 
 def template_fields(text: str) -> list[str]:
-    """The ``{field}`` names used by a summary template."""
-    return _TEMPLATE.findall(text)
+    """The ``{field}`` names used by a summary template (each alternative of ``{a|b}`` too)."""
+    return [f for group in _TEMPLATE.findall(text) for f in group.split("|")]
 
 
 #: how a value of these fields reads in a summary, per language (the labels keep the wire value:
@@ -133,12 +135,14 @@ VALUE_NAMES: dict[str, dict[str, dict[str, str]]] = {
 
 
 def render(text: str, values: Mapping[str, Any], lang: str = "") -> str:
-    """Fill ``{name}`` / ``{data.x}`` placeholders; a missing value renders as ``-``; with ``lang``,
-    a value :data:`VALUE_NAMES` knows reads in that language (``memory`` → 内存, ``restore`` → 恢复)."""
+    """Fill ``{name}`` / ``{data.x}`` placeholders (``{data.x|name}``: the first that is set); a missing
+    value renders as ``-``; with ``lang``, a value :data:`VALUE_NAMES` knows reads in that language
+    (``memory`` → 内存, ``restore`` → 恢复)."""
     names = VALUE_NAMES.get(lang, {})
 
     def one(m: re.Match[str]) -> str:
-        key = m.group(1)
+        keys = m.group(1).split("|")
+        key = next((k for k in keys if values.get(k) not in (None, "")), keys[-1])
         v = values.get(key)
         if v is None:
             return "-"

@@ -171,7 +171,8 @@ def step(
 
 
 def band_event(t: Transition, resource: Resource | None) -> Event:
-    """events.v1 ``band_change`` of a transition, labelled with the resource's owners."""
+    """events.v1 ``band_change`` of a transition, labelled with the resource's owners (and its
+    registered name in ``data.name``, for the alert summaries duty officers read)."""
     return Event(
         event_id=t.event_id,
         kind="band_change",
@@ -182,7 +183,7 @@ def band_event(t: Transition, resource: Resource | None) -> Event:
         district_id=resource.district_id if resource else "",
         resource_id=t.resource_id,
         data={"metric": t.metric, "window": t.window, "from": t.from_band, "to": t.to_band,
-              "value": round(t.value_pct, 3)},
+              "value": round(t.value_pct, 3), **({"name": resource.name} if resource and resource.name else {})},
     )  # fmt: skip
 
 

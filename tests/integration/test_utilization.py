@@ -103,6 +103,7 @@ async def test_windows_golden_bands_and_band_events(services: Services, settings
     assert len(events) == 3
     ev = next(e for e in events if e["data"]["window"] == "7d")
     assert (ev["unit_id"], ev["district_id"], ev["provider_id"]) == ("u1", "d1", "p1")
+    assert ev["data"]["name"] == "r2"  # the registered name (here the id), for the alert summaries
     assert ev["ts"][:19] == dt(NOW_MS).isoformat()[:19]
 
     # what dashboards read

@@ -215,3 +215,39 @@ def test_summaries_name_metrics_and_windows_in_their_language() -> None:
     assert render("{resource}", {"resource": "memory"}, "zh") == "memory"  # only metric, window, deadline values
     assert render("事件 {subject} 超出 SLA {deadline}时限", {"subject": "inc-1", "deadline": "restore"}, "zh") == (
         "事件 inc-1 超出 SLA 恢复时限")
+
+
+def test_a_band_alert_names_the_resource_and_falls_back_to_its_id() -> None:
+    """Duty officers know systems by name: a band change of a registered resource carries its name,
+    the summary shows it; an event without one shows the id (the identity stays the id either way)."""
+    from dataclasses import replace
+    from datetime import datetime
+
+    from alerts import engine
+    from alerts.engine import EngineState
+    from alerts.model import from_event, render, template_fields
+    from opscenter.inventory import Resource
+    from streams.bands import Transition, band_event
+
+    config = load_config(DEFAULT_PATH)
+    t = Transition("r-15", "memory", "7d", "normal", "low", 9.8, 1_000, 0)
+    res = Resource("r-15", "p1", "u1", "d1", "市民政局-社会救助-01", 4, 16, 100, "delivered", 60,
+                   datetime(2026, 3, 1, tzinfo=UTC))  # fmt: skip
+    named = band_event(t, res)
+    assert named.data["name"] == "市民政局-社会救助-01"
+    state, _ = engine.observe(EngineState(), from_event(named), 2_000, config)
+    (alert,) = state.alerts.values()
+    assert alert.summary_zh == "资源 市民政局-社会救助-01 利用率偏低：内存 7 天窗口 9.8%"
+    assert alert.summary_en == "Resource 市民政局-社会救助-01 utilization low: memory over 7 days at 9.8%"
+    assert alert.labels["resource"] == "r-15"
+
+    unnamed = band_event(t, replace(res, name=""))
+    assert "name" not in unnamed.data
+    state2, _ = engine.observe(EngineState(), from_event(unnamed), 2_000, config)
+    (alert2,) = state2.alerts.values()
+    assert alert2.summary_zh == "资源 r-15 利用率偏低：内存 7 天窗口 9.8%"
+    assert alert2.fingerprint == alert.fingerprint  # the name is not part of the identity
+
+    assert template_fields("{data.name|resource} {value}") == ["data.name", "resource", "value"]
+    assert render("{data.name|resource}", {"data.name": "", "resource": "r-1"}) == "r-1"  # empty: the next one
+    assert render("{data.name|resource}", {}) == "-"

@@ -90,7 +90,7 @@ def test_band_event_envelope() -> None:
     ev = band_event(tr, res)
     assert (ev.kind, ev.subject, ev.resource_id, ev.provider_id, ev.unit_id, ev.district_id) == (
         "band_change", "r1", "r1", "p1", "u1", "d1")
-    assert ev.data == {"metric": "memory", "window": "24h", "from": "normal", "to": "high", "value": 81.235}
+    assert ev.data == {"metric": "memory", "window": "24h", "from": "normal", "to": "high", "value": 81.235, "name": "db"}
     assert ev.ts == datetime(2026, 3, 2, tzinfo=timezone.utc) and ev.event_id == tr.event_id
 
 
