@@ -60,6 +60,7 @@ class Watched:
     interval_s: int
     delivered_ms: int
     deregistered_ms: int | None = None
+    name: str = ""  # the registered name (alert summaries show it instead of the id)
 
     def in_service(self, now_ms: int) -> bool:
         """Delivered and not (yet) deregistered at ``now_ms``."""
@@ -151,11 +152,11 @@ def incident_id_of(resource_id: str, since_ms: int) -> str:
 # -- nodata ---------------------------------------------------------------------------------------
 
 
-def _nodata_event(rid: str, s: Silence, policy: Policy) -> Outgoing:
+def _nodata_event(rid: str, s: Silence, policy: Policy, name: str = "") -> Outgoing:
     return _event(
         f"nodata:{rid}:{s.since_ms}", "nodata", s.due_ms, rid, s.provider_id,
         {"since_ms": s.since_ms, "reported": s.reported, "interval_s": s.interval_s,
-         "intervals": policy.intervals, "silent_s": (s.due_ms - s.since_ms) // 1000},
+         "intervals": policy.intervals, "silent_s": (s.due_ms - s.since_ms) // 1000, **({"name": name} if name else {})},
         s.unit_id, s.district_id, rid,
     )  # fmt: skip
 
@@ -252,7 +253,7 @@ def judge_silences(
             continue
         s = Silence(since, due, w.provider_id, w.interval_s, seen is not None and seen >= w.delivered_ms,
                     w.unit_id, w.district_id)  # fmt: skip
-        msgs = [_nodata_event(rid, s, policy)]
+        msgs = [_nodata_event(rid, s, policy, w.name)]
         if now_ms >= since + w.incident_after_ms(policy):  # silent for long already (e.g. a worker was down)
             iid = incident_id_of(rid, since)
             s = msgspec.structs.replace(s, incident_id=iid, incident_ms=since + w.incident_after_ms(policy))

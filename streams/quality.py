@@ -151,7 +151,7 @@ def watched_of(registry: Registry) -> list[Watched]:
         delivered = _ms(r.delivered)
         if delivered is not None:
             out.append(Watched(r.resource_id, r.provider_id, r.unit_id, r.district_id, r.interval_s, delivered,
-                               _ms(r.deregistered)))  # fmt: skip
+                               _ms(r.deregistered), r.name))  # fmt: skip
     return out
 
 

@@ -30,8 +30,8 @@ POLICY = Policy(intervals=3, incident_after_s=900, incident_severity="P3", start
 
 
 def res(rid: str, provider: str = "p1", interval_s: int = 15, delivered_ms: int = T0,
-        deregistered_ms: int | None = None) -> Watched:  # fmt: skip
-    return Watched(rid, provider, "u1", "d1", interval_s, delivered_ms, deregistered_ms)
+        deregistered_ms: int | None = None, name: str = "") -> Watched:  # fmt: skip
+    return Watched(rid, provider, "u1", "d1", interval_s, delivered_ms, deregistered_ms, name)
 
 
 class World:
@@ -87,6 +87,7 @@ def test_a_silent_resource_raises_nodata_once_after_n_intervals_and_clears_when_
     assert (ev["subject"], ev["resource_id"], ev["provider_id"], ev["unit_id"], ev["district_id"]) == (
         "r1", "r1", "p1", "u1", "d1")  # fmt: skip
     assert ev["data"]["since_ms"] == T0 + 10_000 and ev["data"]["reported"] is True and ev["data"]["silent_s"] == 45
+    assert "name" not in ev["data"]  # no registered name: the alert summary falls back to the id
     w.sample("r1", 130).at(131)
     assert w.kinds()[-1] == (131.0, "nodata_cleared")
     cleared = w.sent[-1][2]
@@ -282,3 +283,22 @@ def test_settings_give_the_policy_and_refuse_a_bad_severity() -> None:
     for bad in ({"nodata_incident_severity": "P5"}, {"nodata_intervals": 0}, {"nodata_outage_pct": 120}):
         with pytest.raises(ValidationError):
             Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_a_nodata_event_carries_the_resource_name_for_the_alert_summary() -> None:
+    """The duty officer reads which system went silent, not only its id."""
+    from alerts import engine
+    from alerts.config import DEFAULT_PATH, load_config
+    from alerts.engine import EngineState
+    from alerts.model import from_event
+    from opscenter.wire import event_decoder, json_encoder
+
+    w = World(res("r1", name="市公安局-视频云-01")).sample("r1", 10)
+    w.at(56)
+    ((_, _, ev),) = w.sent
+    assert ev["data"]["name"] == "市公安局-视频云-01"
+    wire = event_decoder.decode(json_encoder.encode(ev))  # as the alert agent reads it from events.v1
+    state, _ = engine.observe(EngineState(), from_event(wire), T0 + 56_000, load_config(DEFAULT_PATH))
+    (alert,) = state.alerts.values()
+    assert alert.summary_zh == "资源 市公安局-视频云-01 监控数据中断（已 45 秒无数据）"
+    assert alert.labels["resource"] == "r1"
