@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: how often the timer looks for due holds, groups, repeats, escalations (a cheap ZRANGEBYSCORE)
 TIMER_INTERVAL_S = 0.2
+#: how often the provider names of summaries are read again from ClickHouse ``orgs``
+NAMES_REFRESH_S = 60.0
 
 
 def decode(services: Any, events: list[Any]) -> tuple[list[Observation], list[DeadLetter]]:
@@ -222,6 +224,17 @@ def register(app: Any, services: Any) -> None:
             await svc.fire_due()
         except Exception:
             log.exception("alert timers failed; retrying next tick")
+
+    @app.task
+    async def alert_names() -> None:
+        while True:  # at start, then every minute; a failure keeps the names loaded before
+            try:
+                await svc.refresh_names()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - ClickHouse away: summaries name providers by id
+                log.warning("alert summaries: org names not loaded (%s); retrying in %.0f s", exc, NAMES_REFRESH_S)
+            await asyncio.sleep(NAMES_REFRESH_S)
 
     @app.task
     async def alert_control() -> None:

@@ -111,15 +111,16 @@ def observe_many(
     of alerts: thousands of live rows against thousands of alerts held the event loop).
     """
     period = period_now(state, now_ms)
-    rs = state.rules
+    work: dict[str, rules.Entry] | None = None  # the rule state, copied once for the batch
     decisions: list[rules.Decision] = []
     quiet = quiet_metric_test(state, config) if len(observations) > 1 else None
     for obs in observations:
         if quiet is not None and quiet(obs):
             continue
-        rs, ds = rules.evaluate(rs, obs, now_ms, config.rules, assurance=period is not None)
-        decisions += ds
-    return _apply(replace(state, rules=rs), decisions, now_ms, config)
+        if work is None:
+            work = dict(state.rules)
+        decisions += rules.evaluate_into(work, obs, now_ms, config.rules, assurance=period is not None)
+    return _apply(state if work is None else replace(state, rules=work), decisions, now_ms, config)
 
 
 def quiet_metric_parts(
@@ -156,7 +157,9 @@ def quiet_metric_test(state: EngineState, config: Config) -> Callable[[Observati
     resource. The live feed brings every resource once a second; in a city of thousands, almost
     all are quiet, and skipping them keeps the engine's lock short. The test exists only when
     it is exact: every rule that can read a metric sample is a threshold rule, and every entry
-    of such a rule is identified by its resource.
+    of such a rule is identified by its resource. The test is used for one batch in order: a
+    resource whose sample was evaluated is watched for the rest of the batch (a sample that
+    starts a hold and a quiet one after it in the same batch: the quiet one ends the hold).
     """
     parts = quiet_metric_parts(state, config)
     if parts is None:
@@ -164,13 +167,17 @@ def quiet_metric_test(state: EngineState, config: Config) -> Callable[[Observati
     checks, watched = parts
 
     def quiet(obs: Observation) -> bool:
-        if obs.kind != "metric" or obs.labels.get("resource", "") in watched:
-            return False
-        for name, op, value in checks:
-            v = obs.get(name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and op(v, value):
-                return False
-        return True
+        rid = obs.labels.get("resource", "")
+        if obs.kind == "metric" and rid not in watched:
+            for name, op, value in checks:
+                v = obs.get(name)
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and op(v, value):
+                    break
+            else:
+                return True
+        if rid:  # evaluated: from now on it may hold an entry, so its later samples in the batch count
+            watched.add(rid)
+        return False
 
     return quiet
 
@@ -269,21 +276,22 @@ def period_public(p: AssurancePeriod, now_ms: int) -> dict[str, Any]:
 def _apply(state: EngineState, decisions: list[rules.Decision], now_ms: int, config: Config
            ) -> tuple[EngineState, Output]:  # fmt: skip
     out = Output()
-    book = state.alerts
+    book: dict[str, st.Alert] | None = None  # the alerts, copied once for the batch
     by_name = {r.name: r for r in config.rules}
     for d in decisions:
         if isinstance(d, rules.Wake):
             out.wakes.add(d.at_ms)
-        elif isinstance(d, rules.Fire):
+            continue
+        if book is None:
+            book = dict(state.alerts)
+        if isinstance(d, rules.Fire):
             rule = by_name[d.rule]
-            book, tr = st.fire(
+            out.transitions += st.fire_into(
                 book, d, now_ms, grouping.group_key(rule.group_by, d.labels), rule.repeat_interval_s
             )
-            out.transitions += tr
         elif isinstance(d, rules.Resolve):
-            book, tr = st.resolve(book, d.fingerprint, now_ms, st.SYSTEM, d.reason)
-            out.transitions += tr
-    return _flush(replace(state, alerts=book), now_ms, config, out)
+            out.transitions += st.resolve_into(book, d.fingerprint, now_ms, st.SYSTEM, d.reason)
+    return _flush(state if book is None else replace(state, alerts=book), now_ms, config, out)
 
 
 def _flush(
@@ -292,27 +300,28 @@ def _flush(
     """Mute, deduplicate, group, notify, escalate and prune, as of ``now_ms``."""
     period = period_now(state, now_ms)
     book = dict(state.alerts)
-    groups = state.groups
-    labels_of = {fp: a.match_labels() for fp, a in book.items() if a.state != st.RESOLVED}
-    sources = index_sources(((fp, labels_of[fp]) for fp, a in book.items() if a.open), config.inhibit)
+    sources = index_sources(((fp, a.match_labels) for fp, a in book.items() if a.open), config.inhibit)
+    active_silences = [s for s in state.silences.values() if silences.state(s, now_ms) == silences.ACTIVE]
     wait_ms = int(config.group_wait_s * 1000)
+    adds: list[tuple[str, str]] = []  # (group, fingerprint) to notify, in order
     for fp, a in list(book.items()):
         if a.state == st.RESOLVED:
             if a.notified_ms and not a.resolved_notified:
-                groups = grouping.add(groups, a.group_key, fp, now_ms, wait_ms)
+                adds.append((a.group_key, fp))
             continue
-        labels = labels_of[fp]
-        sil = silences.silenced_by(labels, state.silences.values(), now_ms)
+        labels = a.match_labels
+        sil = silences.silenced_by(labels, active_silences, now_ms) if active_silences else ()
         inh = inhibited_by_index(fp, labels, sources)
-        if (sil, inh) != (a.silenced_by, a.inhibited_by):
+        if sil != a.silenced_by or inh != a.inhibited_by:
             a = book[fp] = replace(a, silenced_by=sil, inhibited_by=inh)
         if a.muted or a.state != st.FIRING:
             continue
         repeat_at = a.notified_ms + int(a.repeat_interval_s * 1000)
         if not a.notified_ms or now_ms >= repeat_at:
-            groups = grouping.add(groups, a.group_key, fp, now_ms, wait_ms)
+            adds.append((a.group_key, fp))
         else:
             out.wakes.add(repeat_at)
+    groups = grouping.add_all(state.groups, adds, now_ms, wait_ms)
     for g in grouping.due(groups, now_ms):
         groups = {k: v for k, v in groups.items() if k != g.key}
         notice = _group_notice(g, book, now_ms, config)

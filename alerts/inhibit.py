@@ -47,7 +47,7 @@ def inhibited_by_index(fp: str, labels: Mapping[str, str], index: SourceIndex) -
         for src_fp in by_key.get(tuple(labels.get(k, "") for k in rule.equal), ()):
             if src_fp != fp:
                 out.add(src_fp)
-    return tuple(sorted(out))
+    return tuple(sorted(out)) if out else ()
 
 
 def inhibited_by(

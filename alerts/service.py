@@ -57,6 +57,9 @@ class AlertService:
         self.stage = NotifyStage(
             self.webhook, email or EmailNotifier(config.smtp), on_result=self._record_delivery
         )
+        #: org id → (Chinese name, English name) from ClickHouse ``orgs``, for provider-level
+        #: summaries (:meth:`refresh_names`; empty until loaded: summaries fall back to the id)
+        self.names: dict[str, tuple[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._start_lock = asyncio.Lock()
@@ -147,6 +150,24 @@ class AlertService:
             self._spawn(self.flush_transitions())
         return out
 
+    async def refresh_names(self) -> None:
+        """Load the display names of providers, units and districts (``orgs``) for summaries.
+
+        Run in the background (the agent's ``alert_names`` task): an alert never waits for
+        ClickHouse, it is named by id until the names are loaded.
+        """
+        rows = await self.store.query(
+            "SELECT org_id, argMax(name_zh, version), argMax(name_en, version) FROM orgs GROUP BY org_id"
+        )
+        self.names = {org_id: (zh, en) for org_id, zh, en in rows}
+
+    def named(self, obs: Observation) -> Observation:
+        """The observation with its provider's names as ``data.provider_name_zh`` / ``_en``, if known."""
+        names = self.names.get(obs.labels.get("provider", ""))
+        if names is None or "provider_name_zh" in obs.data:
+            return obs
+        return replace(obs, data={**obs.data, "provider_name_zh": names[0], "provider_name_en": names[1] or names[0]})
+
     async def observe(self, observations: list[Observation]) -> Output:
         """Evaluate observations in order (events already applied once are skipped)."""
         ids = [o.event_id for o in observations if o.event_id]
@@ -156,6 +177,8 @@ class AlertService:
             observations = [o for o in observations if not o.event_id or o.event_id not in done]
         if not observations:
             return Output()
+        if self.names:
+            observations = [self.named(o) for o in observations]
 
         def apply(state: EngineState, now: int) -> tuple[EngineState, Output]:
             return engine.observe_many(state, observations, now, self.config)

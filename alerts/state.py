@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any
 
 from alerts.rules import Fire
@@ -54,8 +55,13 @@ class Alert:
         """Silenced or inhibited: kept and listed, but not notified and not escalated."""
         return bool(self.silenced_by or self.inhibited_by)
 
-    def match_labels(self) -> dict[str, str]:
-        """Labels silences and inhibition rules match on: identity labels, severity, alertname."""
+    @cached_property
+    def match_labels(self) -> Mapping[str, str]:
+        """Labels silences and inhibition rules match on: identity labels, severity, alertname.
+
+        Computed once per alert object (the engine matches every open alert on each flush; a
+        changed alert is a new object), shared: read it, do not change it.
+        """
         return {**self.labels, "severity": self.severity, "alertname": self.rule}
 
     def public(self) -> dict[str, Any]:
@@ -93,28 +99,28 @@ def _transition(a: Alert, old: str, actor: str, reason: str, at_ms: int) -> Tran
 Book = Mapping[str, Alert]
 
 
-def fire(
-    book: Book, d: Fire, now_ms: int, group_key: str, repeat_interval_s: float
-) -> tuple[Book, list[Transition]]:
-    """Apply a Fire decision: a new alert, an update of an open one, or a reopened flap."""
+def fire_into(
+    book: dict[str, Alert], d: Fire, now_ms: int, group_key: str, repeat_interval_s: float
+) -> list[Transition]:
+    """Apply a Fire decision to a book the caller owns, in place (a batch copies the book once):
+    a new alert, an update of an open one, or a reopened flap."""
     cur = book.get(d.fingerprint)
-    new = dict(book)
     if cur is not None and cur.open:
         if cur.severity == d.severity and cur.values == d.values:
-            return book, []
-        new[d.fingerprint] = replace(cur, severity=d.severity, values=d.values, summary_zh=d.summary_zh,
-                                     summary_en=d.summary_en, updated_ms=now_ms)  # fmt: skip
-        return new, []
+            return []
+        book[d.fingerprint] = replace(cur, severity=d.severity, values=d.values, summary_zh=d.summary_zh,
+                                      summary_en=d.summary_en, updated_ms=now_ms)  # fmt: skip
+        return []
     if cur is not None and cur.notified_ms and not cur.resolved_notified:
         # resolved and fired again before the resolved notice went out: a flap, not a new page
         a = replace(cur, state=FIRING, resolved_ms=0, resolved_by="", resolve_reason="", updated_ms=now_ms,
                     values=d.values, seq=cur.seq + 1)  # fmt: skip
-        new[d.fingerprint] = a
-        return new, [_transition(a, RESOLVED, SYSTEM, "refired", now_ms)]
+        book[d.fingerprint] = a
+        return [_transition(a, RESOLVED, SYSTEM, "refired", now_ms)]
     a = Alert(d.fingerprint, f"{d.fingerprint}-{d.at_ms}", d.rule, dict(d.labels), d.severity, FIRING, d.at_ms,
               now_ms, group_key, repeat_interval_s, d.summary_zh, d.summary_en, dict(d.values), seq=1)  # fmt: skip
-    new[d.fingerprint] = a
-    return new, [_transition(a, "", SYSTEM, "rule", now_ms)]
+    book[d.fingerprint] = a
+    return [_transition(a, "", SYSTEM, "rule", now_ms)]
 
 
 def resolve(
@@ -124,11 +130,19 @@ def resolve(
     cur = book.get(fp)
     if cur is None or not cur.open:
         return book, []
+    new = dict(book)
+    return new, resolve_into(new, fp, now_ms, actor, reason)
+
+
+def resolve_into(book: dict[str, Alert], fp: str, now_ms: int, actor: str, reason: str) -> list[Transition]:
+    """:func:`resolve` on a book the caller owns, changed in place."""
+    cur = book.get(fp)
+    if cur is None or not cur.open:
+        return []
     a = replace(cur, state=RESOLVED, resolved_ms=now_ms, resolved_by=actor, resolve_reason=reason,
                 ack_by="", ack_ms=0, ack_comment="", updated_ms=now_ms, seq=cur.seq + 1)  # fmt: skip
-    new = dict(book)
-    new[fp] = a
-    return new, [_transition(a, cur.state, actor, reason, now_ms)]
+    book[fp] = a
+    return [_transition(a, cur.state, actor, reason, now_ms)]
 
 
 def acknowledge(

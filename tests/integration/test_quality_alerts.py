@@ -100,6 +100,9 @@ async def test_silence_alerts_once_opens_an_incident_and_an_outage_mutes_its_res
                                 Spec(2, 4, 50), 1)  # fmt: skip
             await producer.send_and_wait(TOPIC_LIFECYCLE, json_encoder.encode(ev), key=rid.encode())
         await producer.stop()
+        # p1's names in orgs: the worker reads them at start and names the provider in its summaries
+        await services.store.insert_columns("orgs", [["provider"], ["p1"], ["海岸云"], ["Coast Cloud"], [""], [1]],
+                                            ["kind", "org_id", "name_zh", "name_en", "parent", "version"])  # fmt: skip
         app = build_faust_app(services)
         async with faust_app_running(app, stop_timeout=20), Telemetry(settings) as fleet:
 
@@ -139,6 +142,8 @@ async def test_silence_alerts_once_opens_an_incident_and_an_outage_mutes_its_res
             (outage,) = await eventually(lambda: _async(_notified(feed, "provider_outage", "firing")), timeout_s=30,
                                          every_s=0.1)  # fmt: skip
             assert outage["labels"] == {"provider": "p1"} and outage["severity"] == "P1"
+            assert outage["summary_zh"].startswith("云服务商 海岸云 整体故障：2/3 个在服资源无监控数据")
+            assert outage["summary_en"].startswith("Provider Coast Cloud outage: 2 of 3 in-service")
 
             async def muted() -> dict[str, Any]:
                 found = await _alerts(services.redis, "telemetry_nodata")

@@ -53,9 +53,23 @@ def test_skip_applies_only_to_quiet_samples_of_resources_without_an_entry() -> N
     quiet = quiet_metric_test(state, config)
     assert quiet is not None
     assert not quiet(Observation("metric", T0, {"resource": "hot"}, {"cpu_pct": 10.0})), "its hold must break"
-    assert not quiet(Observation("metric", T0, {"resource": "calm"}, {"cpu_pct": 95.0})), "it starts a hold"
     assert quiet(Observation("metric", T0, {"resource": "calm"}, {"cpu_pct": 20.0}))
     assert not quiet(Observation("band_change", T0, {"resource": "calm"}, {}))
+    quiet = quiet_metric_test(state, config)
+    assert quiet is not None
+    assert not quiet(Observation("metric", T0, {"resource": "calm"}, {"cpu_pct": 95.0})), "it starts a hold"
+    assert not quiet(Observation("metric", T0, {"resource": "calm"}, {"cpu_pct": 20.0})), "later in the batch: it breaks it"
+
+
+def test_a_hold_started_and_broken_inside_one_batch_leaves_nothing_pending() -> None:
+    config = load_config(DEFAULT_PATH)
+    state, out = observe_many(EngineState(), [
+        Observation("metric", T0, {"resource": "r1", "subject": "r1"}, {"cpu_pct": 95.0}),
+        Observation("metric", T0 + 1000, {"resource": "r1", "subject": "r1"}, {"cpu_pct": 20.0}),
+    ], T0 + 1000, config)  # fmt: skip
+    assert not state.rules and not out.transitions  # as if the two samples came one by one
+    state, out = engine.tick(state, T0 + 3_600_000, config)
+    assert not state.alerts  # no hold left to fire an hour later
 
 
 def test_no_skipping_when_a_rule_is_not_per_resource_or_not_a_threshold() -> None:
