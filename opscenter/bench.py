@@ -134,6 +134,11 @@ async def _pipeline(settings: Settings, expect: int, others: tuple[int, ...] = (
     from opscenter import metrics
 
     consumed = metrics.messages_consumed.labels(TOPIC_TELEMETRY)
+
+    def inserts() -> tuple[float, float]:  # (inserts into samples, seconds they were in flight) so far
+        got = {s.name: s.value for m in metrics.sink_seconds.collect() for s in m.samples
+               if s.labels.get("table") == "samples" and s.name.endswith(("_count", "_sum"))}  # fmt: skip
+        return got.get("opscenter_sink_batch_seconds_count", 0.0), got.get("opscenter_sink_batch_seconds_sum", 0.0)
     services = await open_services(settings)
     try:
         app = build_faust_app(services)
@@ -141,7 +146,7 @@ async def _pipeline(settings: Settings, expect: int, others: tuple[int, ...] = (
         async with faust_app_running(app, stop_timeout=30):
             while consumed._value.get() == start:  # the clock starts with the first message consumed
                 await asyncio.sleep(0.02)
-            t0, cpu0, others0 = time.perf_counter(), _cpu_s(), _cpu_s(others)
+            t0, cpu0, others0, ins0 = time.perf_counter(), _cpu_s(), _cpu_s(others), inserts()
 
             def stored() -> int:  # its own thread: the product's read pool may be busy with window queries
                 return services.store.client.query("SELECT count() FROM samples").result_rows[0][0]
@@ -150,10 +155,12 @@ async def _pipeline(settings: Settings, expect: int, others: tuple[int, ...] = (
                 await asyncio.sleep(0.02)
             elapsed = time.perf_counter() - t0
             cpu, others_cpu = _cpu_s() - cpu0, _cpu_s(others) - others0
+            ins1 = inserts()
             await _settle(app)
         ceiling, ceiling_cpu = await asyncio.to_thread(_storage_ceiling, services.store.client, settings)
         return {"rate": expect / elapsed, "elapsed": elapsed, "cpu": cpu, "others_cpu": others_cpu,
-                "ceiling": ceiling, "ceiling_cpu": ceiling_cpu}  # fmt: skip
+                "ceiling": ceiling, "ceiling_cpu": ceiling_cpu, "inserts": ins1[0] - ins0[0],
+                "insert_s": ins1[1] - ins0[1]}  # fmt: skip
     finally:
         await services.aclose()
 
@@ -190,6 +197,10 @@ async def pipeline(samples: int = 1_000_000, resources: int = 5000, batch: int =
         "ratio": round(run["rate"] / ref, 3),
         "storage_ceiling_samples_s": round(run["ceiling"]),
         "elapsed_s": round(run["elapsed"], 2),
+        # the inserts into samples (one at a time, in Kafka order) and how long they were in flight:
+        # near the whole run, the insert chain is the limit (README, "Benchmarks")
+        "samples_inserts": int(run["inserts"]),
+        "samples_insert_s": round(run["insert_s"], 2),
         # core-seconds per million samples: the worker process (Faust, the domains, chDB), the
         # broker and Redis meanwhile, and ClickHouse alone; the goal allows cores / goal per sample
         "cpu_s_per_million": {
@@ -241,6 +252,8 @@ def report(fig: dict[str, Any]) -> str:
         f"  ratio       {fig['ratio']:>12}             goal {GOAL_RATIO}: {ok(fig['ratio'], GOAL_RATIO)}",
         f"  storage     {fig['storage_ceiling_samples_s']:>12,} samples/s   (ClickHouse alone: the same samples with the"
         " rollup views, ingest-sized blocks — the bound of this machine's embedded chDB)",
+        f"  inserts     {fig['samples_inserts']:>12,} into samples, in flight {fig['samples_insert_s']} s of the"
+        f" {fig['elapsed_s']} s (one at a time, in Kafka order)",
         f"  cpu         {cpu['worker'] + cpu['broker_and_redis']:>12.2f} core-s per 1M samples end to end (worker "
         f"{cpu['worker']:.2f}, broker + Redis {cpu['broker_and_redis']:.2f}); ClickHouse alone {cpu['storage_alone']:.2f};"
         f" the goal leaves {cpu['budget_at_goal']:.2f} on {fig['cores']} cores",

@@ -37,6 +37,9 @@ def test_pipeline_smoke(tmp_path: Path) -> None:
     assert fig["samples"] >= 19_000
     assert fig["end_to_end_samples_s"] > 0 and fig["reference_samples_s"] > 0 and 0 < fig["ratio"]
     assert fig["storage_ceiling_samples_s"] > 0 and "storage" in out.stdout
+    # the insert chain: at least one insert, in flight for part of the run at most
+    assert fig["samples_inserts"] >= 1 and 0 < fig["samples_insert_s"] <= fig["elapsed_s"] + 0.5
+    assert "into samples, in flight" in out.stdout
     cpu = fig["cpu_s_per_million"]  # what the run cost the machine, beside what the goal allows
     assert cpu["worker"] > 0 and cpu["storage_alone"] > 0 and cpu["broker_and_redis"] >= 0
     assert cpu["budget_at_goal"] == round(fig["cores"] * 1e6 / 400_000, 2) and "core-s per 1M" in out.stdout
