@@ -82,8 +82,8 @@ function render(alerts) {
     tr.append(el("td", `sev ${a.severity}`, a.severity));
     tr.append(el("td", "summary", summary(a)));
     tr.append(el("td", `state ${a.state}`, t(a.state)));
-    tr.append(el("td", "", time(a.started_ms)));
-    tr.append(el("td", "", a.state === "firing" && a.escalation_step ? t("step").replace("{n}", a.escalation_step) : "–"));
+    tr.append(el("td", "since", time(a.started_ms)));
+    tr.append(el("td", "step", a.state === "firing" && a.escalation_step ? t("step").replace("{n}", a.escalation_step) : "–"));
     const actions = el("td", "actions");
     tr.append(actions);
     if (readOnly) return tr;  // not the bureau: nothing to act on here (the API would refuse it too)
