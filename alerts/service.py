@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 EngineFn = Callable[[EngineState, int], tuple[EngineState, Output]]
 OUTBOX_REPLAY_AFTER_MS = 60_000
+#: transitions moved to ClickHouse per insert: an alert storm opens thousands at once, and every
+#: insert waits its turn on the same ClickHouse (with chDB: behind the telemetry inserts)
+TRANSITIONS_PER_INSERT = 5000
 
 
 def _dt(ms: int) -> datetime:
@@ -292,7 +295,7 @@ class AlertService:
         """Move recorded transitions from the Redis list into ClickHouse ``alert_transitions``."""
         async with self._flush_lock:
             while True:
-                raw = await self.redis.lrange(persist.TRANSITIONS, 0, 499)
+                raw = await self.redis.lrange(persist.TRANSITIONS, 0, TRANSITIONS_PER_INSERT - 1)
                 if not raw:
                     return
                 rows = [persist.transition_row(persist.decode_transition(r)) for r in raw]
