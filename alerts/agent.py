@@ -59,8 +59,10 @@ def live_observations(notice: dict[str, Any], registry: Any) -> list[Observation
         labels = {"resource": rid, "subject": rid}
         if res is not None:
             labels.update(provider=res.provider_id, unit=res.unit_id, district=res.district_id)
-        out.append(Observation("metric", int(ts_ms), {k: v for k, v in labels.items() if v},
-                               {"cpu_pct": cpu, "mem_pct": mem, "storage_pct": storage}))  # fmt: skip
+        data = {"cpu_pct": cpu, "mem_pct": mem, "storage_pct": storage}
+        if res is not None and res.name:
+            data["name"] = res.name  # the registered name, for the summary ({data.name|resource})
+        out.append(Observation("metric", int(ts_ms), {k: v for k, v in labels.items() if v}, data))
     return out
 
 

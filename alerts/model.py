@@ -134,6 +134,10 @@ VALUE_NAMES: dict[str, dict[str, dict[str, str]]] = {
 }  # fmt: skip
 
 
+#: values that come from the rule, not from a measurement: ``超过 90% 已持续 300 秒``, not ``90.0% … 300.0 秒``
+_CONFIGURED = frozenset({"threshold", "for_s", "after_s"})
+
+
 def render(text: str, values: Mapping[str, Any], lang: str = "") -> str:
     """Fill ``{name}`` / ``{data.x}`` placeholders (``{data.x|name}``: the first that is set); a missing
     value renders as ``-``; with ``lang``, a value :data:`VALUE_NAMES` knows reads in that language
@@ -146,8 +150,8 @@ def render(text: str, values: Mapping[str, Any], lang: str = "") -> str:
         v = values.get(key)
         if v is None:
             return "-"
-        if isinstance(v, float):
-            return f"{v:.1f}"
+        if isinstance(v, float):  # a measurement to one decimal; a configured number as written
+            return f"{v:g}" if key in _CONFIGURED and v.is_integer() else f"{v:.1f}"
         v = str(v)
         return names.get(key.removeprefix("data."), {}).get(v, v)
 
