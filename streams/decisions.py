@@ -112,7 +112,7 @@ class DecisionStage:
                 provider_id=res.provider_id, unit_id=res.unit_id, district_id=res.district_id,
                 resource_id=d.subject,
                 data={"deadline": "decision", "due_ms": d.at_ms, "applied_ms": _ms(res.updated),
-                      "working_days": DECISION_WORKING_DAYS},
+                      "working_days": DECISION_WORKING_DAYS, **({"name": res.name} if res.name else {})},
             )))  # fmt: skip
         return out
 

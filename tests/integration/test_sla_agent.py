@@ -315,8 +315,8 @@ async def test_decision_deadline_counts_working_days_across_national_day(service
     }
     assert await domain.timer.tick(due_l1 - 1) == []
     fired = await domain.timer.tick(due_l1)
-    assert [(e.event_id, e.kind, e.resource_id, e.unit_id, e.data["deadline"]) for e in fired] == [
-        (f"lifecycle_deadline:L1:{due_l1}", "lifecycle_deadline", "L1", "u1", "decision")]  # fmt: skip
+    assert [(e.event_id, e.kind, e.resource_id, e.unit_id, e.data["deadline"], e.data["name"]) for e in fired] == [
+        (f"lifecycle_deadline:L1:{due_l1}", "lifecycle_deadline", "L1", "u1", "decision", "L1")]  # fmt: skip
     assert [e.subject for e in await domain.timer.tick(due_l3)] == ["L3"]
     assert await domain.incidents.deadlines.pending() == {}
     rows = await services.store.query("SELECT subject, which FROM sla_signals FINAL ORDER BY at")
