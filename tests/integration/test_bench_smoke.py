@@ -42,6 +42,7 @@ def test_pipeline_smoke(tmp_path: Path) -> None:
     assert "into samples, in flight" in out.stdout
     cpu = fig["cpu_s_per_million"]  # what the run cost the machine, beside what the goal allows
     assert cpu["worker"] > 0 and cpu["storage_alone"] > 0 and cpu["broker_and_redis"] >= 0
+    assert 0 < cpu["event_loop"] < cpu["worker"] and "event loop" in out.stdout  # part of the worker, not all of it
     assert cpu["budget_at_goal"] == round(fig["cores"] * 1e6 / 400_000, 2) and "core-s per 1M" in out.stdout
     # two runs, each in its own process: the lower of the two is reported, both are kept
     assert fig["runs"] == 2 and len(fig["end_to_end_runs"]) == 2 and len(fig["ratio_runs"]) == 2
