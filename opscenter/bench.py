@@ -200,7 +200,7 @@ async def pipeline(samples: int = 1_000_000, resources: int = 5000, batch: int =
         "storage_ceiling_samples_s": round(run["ceiling"]),
         "elapsed_s": round(run["elapsed"], 2),
         # the inserts into samples (one at a time, in Kafka order) and how long they were in flight:
-        # near the whole run, the insert chain is the limit (README, "Benchmarks")
+        # the insert chain is busy most of the run; with the interpreter lock it bounds the figure (README, "Benchmarks")
         "samples_inserts": int(run["inserts"]),
         "samples_insert_s": round(run["insert_s"], 2),
         # core-seconds per million samples: the worker process (Faust, the domains, chDB) and of it
